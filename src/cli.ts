@@ -1,0 +1,307 @@
+/**
+ * The command line of DESIGN §3: commands and flags only. Each action loads its command module lazily, so
+ * starting `kmm-worker kmod load` does not pay for the Kubernetes client or the registry stack it does not use.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import type { KmodFlags } from './commands/kmod.js';
+import type { RunFlags } from './commands/run.js';
+import type { ImagePullFlags } from './commands/image-pull.js';
+import type { ImageInspectFlags } from './commands/image-inspect.js';
+import type { ImageLsFlags, ImagePruneFlags } from './commands/image-store.js';
+import type { PreflightFlags } from './commands/preflight.js';
+import type { Day1LoadFlags, Day1MachineConfigFlags, Day1PullFlags } from './commands/day1.js';
+import type { Context, GlobalOptions } from './context.js';
+import { InterruptedError, OperationError, UsageError, exitCodeOf, oneLine } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+
+type Opts = Record<string, unknown>;
+
+function globalOptions(o: Opts): GlobalOptions {
+  const env = process.env;
+  return {
+    hostRoot: String(o.hostRoot),
+    modprobe: String(o.modprobe),
+    modinfo: env.KMM_MODINFO || 'modinfo',
+    depmod: env.KMM_DEPMOD || 'depmod',
+    imagesDir: String(o.imagesDir),
+    sharedDir: String(o.sharedDir),
+    pullSecretsDir: String(o.pullSecretsDir),
+    authFile: o.authFile as string | undefined,
+    dryRun: Boolean(o.dryRun),
+    nodeName: (o.nodeName as string | undefined) || undefined,
+    report: o.report as 'auto' | 'off',
+    moduleNamespace: (o.moduleNamespace as string | undefined) || undefined,
+    moduleName: (o.moduleName as string | undefined) || undefined,
+    logLevel: String(o.logLevel),
+    logFormat: o.logFormat as GlobalOptions['logFormat'],
+  };
+}
+
+/** Runs one command with a context; maps errors to the exit codes of §3 and prints the one-line cause. */
+async function execute(cmd: Command, action: (ctx: Context) => Promise<number | void>): Promise<void> {
+  const opts = globalOptions(cmd.optsWithGlobals());
+  let log: Logger;
+  try {
+    log = await createLogger({ level: opts.logLevel, format: opts.logFormat });
+  } catch (err) {
+    throw new UsageError(`--log-level: ${oneLine(err)}`);
+  }
+  const controller = new AbortController();
+  const onSignal = (signal: 'SIGINT' | 'SIGTERM') => {
+    if (controller.signal.aborted) {
+      log.warn({ signal }, 'second signal received; still finishing cleanup');
+      return;
+    }
+    log.warn({ signal }, 'signal received; stopping');
+    controller.abort(new InterruptedError(signal));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const ctx: Context = { opts, log, stdout: process.stdout, signal: controller.signal };
+  try {
+    const code = await action(ctx);
+    if (code !== undefined && code !== 0) process.exitCode = code;
+    else if (controller.signal.aborted) process.exitCode = exitCodeOf(controller.signal.reason);
+  } catch (err) {
+    const reason = controller.signal.aborted && !(err instanceof UsageError) ? controller.signal.reason : err;
+    const code = exitCodeOf(reason instanceof InterruptedError ? reason : err);
+    log.error({ exitCode: code }, oneLine(err));
+    if (err instanceof OperationError && err.detail) log.debug({ detail: err.detail }, 'failure detail');
+    if (!(err instanceof UsageError || err instanceof OperationError || err instanceof InterruptedError)) {
+      log.debug({ err }, 'unexpected error');
+    }
+    process.exitCode = code;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    log.flush?.();
+  }
+}
+
+/** Wraps an action: `(args..., cmdOpts, cmd)` as commander calls it. */
+function act(run: (ctx: Context, args: string[], flags: Opts) => Promise<number | void>) {
+  return async (...params: unknown[]) => {
+    const cmd = params[params.length - 1] as Command;
+    const flags = params[params.length - 2] as Opts;
+    const args = params.slice(0, -2) as string[];
+    await execute(cmd, (ctx) => run(ctx, args, flags));
+  };
+}
+
+const list = (v: string, prev: string[] = []) => prev.concat(v.split(',').map((s) => s.trim()).filter(Boolean));
+function positiveInt(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive whole number, got '${v}'`);
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('kmm-worker')
+    .description('Node-side agent of Kernel Module Management: pull kmod images, install firmware, load modules')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .addOption(new Option('--host-root <dir>', "resolve the node's own paths under DIR").env('KMM_HOST_ROOT').default('/'))
+    .addOption(new Option('--modprobe <path>', 'the modprobe binary').env('KMM_MODPROBE').default('modprobe'))
+    .addOption(new Option('--images-dir <dir>', 'image cache and Day-1 store').env('KMM_IMAGES_DIR').default('/var/lib/kmm/images'))
+    .addOption(new Option('--shared-dir <dir>', 'where a KMM init container left the kmods').env('KMM_SHARED_DIR').default('/tmp'))
+    .addOption(
+      new Option('--pull-secrets-dir <dir>', 'searched for .dockerconfigjson/.dockercfg files')
+        .env('KMM_PULL_SECRETS_DIR')
+        .default('/var/run/kmm/pull-secrets'),
+    )
+    .addOption(new Option('--auth-file <file>', 'containers-auth.json or docker config.json').env('REGISTRY_AUTH_FILE'))
+    .addOption(new Option('--dry-run', 'print what would be written and run; touch nothing on the host').default(false))
+    .addOption(new Option('--node-name <name>', 'the Node to report Events on').env('NODE_NAME'))
+    .addOption(new Option('--report <mode>', 'report Events when possible').env('KMM_REPORT').choices(['auto', 'off']).default('auto'))
+    .addOption(new Option('--module-namespace <ns>', 'namespace of the Module being handled').env('KMM_MODULE_NAMESPACE'))
+    .addOption(new Option('--module-name <name>', 'name of the Module being handled').env('KMM_MODULE_NAME'))
+    .addOption(
+      new Option('--log-level <level>', 'log level')
+        .env('KMM_LOG_LEVEL')
+        .choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+        .default('info'),
+    )
+    .addOption(new Option('--log-format <format>', 'log format (default: pretty on a TTY, else json)').choices(['json', 'pretty']));
+
+  program
+    .command('version')
+    .description('print the version')
+    .action(
+      act(async (ctx) => {
+        const { version } = await import('./version.js');
+        ctx.stdout.write(`kmm-worker ${version()}\n`);
+      }),
+    );
+
+  const kmod = program.command('kmod').description('load or unload a module as the KMM worker does');
+  for (const verb of ['load', 'unload'] as const) {
+    kmod
+      .command(`${verb} <config>`)
+      .description(`${verb} the module described by a ModuleConfig file`)
+      .option('--firmware-path <dir>', 'host firmware directory (also written to firmware_class.path)')
+      .action(
+        act(async (ctx, [config], flags) => {
+          const m = await import('./commands/kmod.js');
+          return verb === 'load' ? m.kmodLoad(ctx, config!, flags as KmodFlags) : m.kmodUnload(ctx, config!, flags as KmodFlags);
+        }),
+      );
+  }
+
+  program
+    .command('run <config>')
+    .description('load, then stay up: health endpoints, config changes, re-load; unload on SIGTERM')
+    .option('--firmware-path <dir>', 'host firmware directory (also written to firmware_class.path)')
+    .option('--health-addr <host:port>', 'address of /healthz and /readyz', '127.0.0.1:8081')
+    .action(
+      act(async (ctx, [config], flags) => {
+        const m = await import('./commands/run.js');
+        return m.runDaemon(ctx, config!, flags as RunFlags);
+      }),
+    );
+
+  const image = program.command('image').description('pull and inspect kmod images');
+  image
+    .command('pull <ref>')
+    .description('pull an image into the cache and extract it')
+    .option('--kernel <kver>', 'extract only the modules of this kernel (and the firmware dir)')
+    .option('--dir-name <dir>', 'the directory holding lib/modules in the image', '/opt')
+    .option('--firmware-dir <path>', 'the firmware directory inside the image')
+    .option('--all', 'extract every file of the image')
+    .option('--pull-policy <policy>', 'IfNotPresent | Always | Never', 'IfNotPresent')
+    .option('--platform <os/arch[/variant]>', 'platform to select from an index')
+    .option('--insecure', 'allow plain HTTP and unverified TLS for this registry')
+    .option('--json', 'print one JSON object on stdout')
+    .action(
+      act(async (ctx, [ref], flags) => {
+        const m = await import('./commands/image-pull.js');
+        return m.imagePull(ctx, ref!, flags as ImagePullFlags);
+      }),
+    );
+  image
+    .command('inspect <ref>')
+    .description('show digest, platforms, layers and the kernels and .ko files an image carries')
+    .option('--platform <os/arch[/variant]>', 'platform to select from an index')
+    .option('--insecure', 'allow plain HTTP and unverified TLS for this registry')
+    .option('--json', 'print one JSON object on stdout')
+    .action(
+      act(async (ctx, [ref], flags) => {
+        const m = await import('./commands/image-inspect.js');
+        return m.imageInspect(ctx, ref!, flags as ImageInspectFlags);
+      }),
+    );
+  image
+    .command('ls')
+    .description('list the cached images')
+    .option('--json', 'print JSON on stdout')
+    .action(
+      act(async (ctx, _args, flags) => {
+        const m = await import('./commands/image-store.js');
+        return m.imageLs(ctx, flags as ImageLsFlags);
+      }),
+    );
+  image
+    .command('prune')
+    .description('remove cache entries unused for a while')
+    .option('--older-than <duration>', 'remove entries not used for this long (e.g. 7d, 12h, 0s)', '7d')
+    .option('--json', 'print JSON on stdout')
+    .action(
+      act(async (ctx, _args, flags) => {
+        const m = await import('./commands/image-store.js');
+        return m.imagePrune(ctx, flags as ImagePruneFlags);
+      }),
+    );
+
+  program
+    .command('preflight')
+    .description('validate Modules against an upcoming kernel')
+    .option('--kernel <kver>', 'the kernel the cluster upgrades to')
+    .option('--preflight <file>', 'read the kernel from a PreflightValidationOCP file')
+    .option('--module <file...>', 'Module YAML files (multi-document)')
+    .option('--from-cluster', 'validate every Module of the cluster')
+    .option('--parallel <n>', 'modules validated at once', positiveInt('--parallel'), 8)
+    .option('--timeout <seconds>', 'time limit for each module', positiveInt('--timeout'), 60)
+    .option('--insecure', 'allow plain HTTP and unverified TLS')
+    .option('--platform <os/arch[/variant]>', 'platform to select from an index')
+    .option('--json', 'print JSON on stdout')
+    .option('--write-status <name>', "write the result into that PreflightValidationOCP's status")
+    .action(
+      act(async (ctx, _args, flags) => {
+        const m = await import('./commands/preflight.js');
+        return m.preflight(ctx, flags as PreflightFlags);
+      }),
+    );
+
+  const day1 = program.command('day1').description('Day-1: load a module before the network, pull its image after');
+  day1
+    .command('pull')
+    .description('store <image>:<running kernel> in the images dir; reboot if something new was stored')
+    .requiredOption('--image <repo>', 'image repository (the tag is the running kernel release)')
+    .requiredOption('--module <name>', 'module name')
+    .option('--dir-name <dir>', 'the directory holding lib/modules in the image', '/opt')
+    .option('--firmware-dir <path>', 'the firmware directory inside the image')
+    .option('--reboot-command <cmd>', 'run (split on spaces, no shell) after storing a new image', 'systemctl reboot')
+    .option('--insecure', 'allow plain HTTP and unverified TLS')
+    .action(
+      act(async (ctx, _args, flags) => {
+        const m = await import('./commands/day1.js');
+        return m.day1Pull(ctx, flags as Day1PullFlags);
+      }),
+    );
+  day1
+    .command('load')
+    .description('load the module from the local store only; never touches the network')
+    .requiredOption('--image <repo>', 'image repository (the tag is the running kernel release)')
+    .requiredOption('--module <name>', 'module name')
+    .option('--in-tree-modules <a,b>', 'in-tree modules to remove first', list)
+    .option('--dir-name <dir>', 'the directory holding lib/modules in the image', '/opt')
+    .option('--firmware-dir <path>', 'the firmware directory inside the image')
+    .option('--firmware-path <dir>', 'host firmware directory', '/var/lib/firmware')
+    .action(
+      act(async (ctx, _args, flags) => {
+        const m = await import('./commands/day1.js');
+        return m.day1Load(ctx, flags as Day1LoadFlags);
+      }),
+    );
+  day1
+    .command('machineconfig')
+    .description('print a MachineConfig that installs the Day-1 units on RHCOS nodes')
+    .requiredOption('--name <name>', 'MachineConfig name')
+    .requiredOption('--pool <pool>', 'machine config pool (role label)')
+    .requiredOption('--image <repo>', 'kmod image repository')
+    .requiredOption('--module <name>', 'module name')
+    .option('--in-tree-modules <a,b>', 'in-tree modules to remove first', list)
+    .option('--firmware-dir <path>', 'the firmware directory inside the image')
+    .option('--worker-image <ref>', 'the kmm-worker container image run by podman')
+    .action(
+      act(async (ctx, _args, flags) => {
+        const m = await import('./commands/day1.js');
+        return m.day1MachineConfig(ctx, flags as Day1MachineConfigFlags);
+      }),
+    );
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and version are not failures; every other parse error is a command-line error (exit 2)
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`kmm-worker: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(`kmm-worker: ${oneLine(err)}\n`);
+    process.exitCode = exitCodeOf(err);
+  }
+}
+
+await main(process.argv);
