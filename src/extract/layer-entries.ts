@@ -1,0 +1,123 @@
+/**
+ * Reads a layer blob as a sequence of tar entries without touching the disk: picks the decompressor from the
+ * layer's media type and streams with backpressure end to end (blob → gunzip/zstd → tar parser → consumer).
+ */
+import { Readable, type Transform } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import * as zlib from 'node:zlib';
+import tar, { type Header } from 'tar-stream';
+import { OperationError } from '../errors.js';
+
+export type LayerCompression = 'gzip' | 'zstd' | 'none';
+
+/** tar-stream's entry header (name, type, mode, size, linkname, ...). */
+export type Headers = Header;
+
+export interface LayerEntry {
+  header: Header;
+  /** the entry's bytes; drain it (or `resume()` it) — an undrained entry is drained when the next one is asked for */
+  stream: Readable;
+}
+
+const COMPRESSION_BY_MEDIA_TYPE: Record<string, LayerCompression> = {
+  'application/vnd.oci.image.layer.v1.tar': 'none',
+  'application/vnd.oci.image.layer.v1.tar+gzip': 'gzip',
+  'application/vnd.oci.image.layer.v1.tar+zstd': 'zstd',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar': 'none',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip': 'gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd': 'zstd',
+  'application/vnd.docker.image.rootfs.diff.tar': 'none',
+  'application/vnd.docker.image.rootfs.diff.tar.gzip': 'gzip',
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip': 'gzip',
+};
+
+/** The compression of a layer media type; an unknown type is an OperationError naming it. */
+export function layerCompression(mediaType: string): LayerCompression {
+  const kind = COMPRESSION_BY_MEDIA_TYPE[mediaType];
+  if (kind === undefined) throw new OperationError(`unsupported layer media type "${mediaType}"`);
+  return kind;
+}
+
+function decompressor(kind: LayerCompression): Transform | undefined {
+  // Larger chunks than the 16 KiB default: fewer round trips through the tar parser for big firmware files.
+  const chunkSize = 64 * 1024;
+  if (kind === 'gzip') return zlib.createGunzip({ chunkSize });
+  if (kind === 'zstd') return zlib.createZstdDecompress({ chunkSize });
+  return undefined;
+}
+
+function describe(kind: LayerCompression, err: unknown): Error {
+  if (err instanceof OperationError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  const what = kind === 'none' ? 'tar' : `tar+${kind}`;
+  return new OperationError(`layer is not a valid ${what} stream: ${msg}`, { cause: err });
+}
+
+/**
+ * The tar entries of one layer blob, in order. Errors of the blob (e.g. a digest mismatch), of decompression
+ * and of the tar parser surface as the iterator's rejection; breaking out of the loop stops the stream.
+ */
+export async function* layerEntries(
+  blob: Readable,
+  mediaType: string,
+  opts: { signal?: AbortSignal } = {},
+): AsyncGenerator<LayerEntry, void, undefined> {
+  const kind = layerCompression(mediaType);
+  const signal = opts.signal;
+  signal?.throwIfAborted();
+
+  const extract = tar.extract();
+  const decomp = decompressor(kind);
+  const source: Readable = decomp ? blob.pipe(decomp) : blob;
+  let failure: unknown;
+  const fail = (err: unknown) => {
+    failure ??= err;
+    extract.destroy(err instanceof Error ? err : new Error(String(err)));
+  };
+  blob.on('error', (err) => {
+    // The blob's own errors (digest/size mismatch, network) are already meaningful: keep them as they are.
+    failure ??= err;
+    decomp?.destroy(err);
+    fail(err);
+  });
+  decomp?.on('error', (err) => fail(describe(kind, err)));
+  source.pipe(extract as unknown as NodeJS.WritableStream);
+  const onAbort = () => fail(signal?.reason ?? new Error('aborted'));
+  signal?.addEventListener('abort', onAbort, { once: true });
+
+  let previous: Readable | undefined;
+  try {
+    const it = extract[Symbol.asyncIterator]();
+    for (;;) {
+      if (previous) await drain(previous);
+      let next: IteratorResult<{ header: Header }>;
+      try {
+        next = await it.next();
+      } catch (err) {
+        throw failure ?? describe(kind, err);
+      }
+      if (failure) throw failure;
+      if (next.done) break;
+      const entry = next.value as { header: Header } & AsyncIterable<Buffer>;
+      // tar-stream's entries are streamx streams; consumers get a real Node Readable.
+      previous = Readable.from(entry, { objectMode: false, highWaterMark: 64 * 1024 });
+      yield { header: entry.header, stream: previous };
+    }
+    if (failure) throw failure;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    if (!extract.destroyed && !(extract as unknown as { writableFinished?: boolean }).writableFinished) {
+      // Stopped early (break, error, abort): tear the chain down so the blob's socket/file is released.
+      source.unpipe(extract as unknown as NodeJS.WritableStream);
+      extract.destroy();
+      decomp?.destroy();
+      blob.destroy();
+    }
+  }
+}
+
+async function drain(stream: Readable): Promise<void> {
+  if (stream.readableEnded || stream.destroyed) return;
+  stream.resume();
+  await finished(stream).catch(() => undefined);
+}
