@@ -1,0 +1,128 @@
+/**
+ * DESIGN §6.2 / §7.2: find the kmods for a config, check they hold the module, and make sure modprobe can use
+ * them. A source's tree is never written to: when modules.dep is missing (or the running kernel differs only by
+ * a trailing `+`), the kernel's directory is copied into a scratch root and fixed up there.
+ */
+import { cp, mkdtemp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, isAbsolute, join } from 'node:path';
+import type { Logger } from '../log.js';
+import { OperationError } from '../errors.js';
+import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
+import type { DepmodRunner } from '../host/runners.js';
+import type { KmodsLocation, KmodsSource } from './kmods-source.js';
+
+const KO = /\.ko(\.xz|\.zst|\.gz)?$/;
+
+export interface PreparedKmods extends KmodsLocation {
+  kernelVersion: string;
+  /** `<modulesRoot>/lib/modules/<kver>` */
+  kernelDir: string;
+  /** normalised module name → absolute path of its .ko, from modules.dep */
+  koPaths: Map<string, string>;
+  /** removes the scratch copy, if one was made */
+  release(): Promise<void>;
+}
+
+const exists = (p: string) => stat(p).then(() => true, () => false);
+
+/** Asks each source in order; the first location wins. */
+export async function locateKmods(
+  sources: KmodsSource[],
+  config: ModuleConfig,
+  opts: { signal?: AbortSignal; dryRun?: boolean; log: Logger },
+): Promise<KmodsLocation> {
+  const tried: string[] = [];
+  for (const source of sources) {
+    const loc = await source.locate(config, { ...(opts.signal ? { signal: opts.signal } : {}), dryRun: opts.dryRun ?? false });
+    if (loc) {
+      opts.log.info({ source: source.name, origin: loc.origin }, `kmods for ${config.kernelVersion} found in ${loc.origin}`);
+      return loc;
+    }
+    const d = (source as { describe?: (c: ModuleConfig) => string }).describe?.(config);
+    tried.push(d ? `${source.name} (${d})` : source.name);
+  }
+  throw new OperationError(`no kmods found for kernel ${config.kernelVersion}; looked in: ${tried.join(', ') || 'no sources'}`);
+}
+
+/** Parses modules.dep into name → absolute .ko path. */
+export async function readModulesDep(kernelDir: string): Promise<Map<string, string>> {
+  const text = await readFile(join(kernelDir, 'modules.dep'), 'utf8');
+  const map = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const rel = line.slice(0, colon).trim();
+    const name = normaliseModuleName(basename(rel).replace(KO, ''));
+    map.set(name, isAbsolute(rel) ? rel : join(kernelDir, rel));
+  }
+  return map;
+}
+
+/** Finds `<name>.ko[.xz|.zst|.gz]` anywhere under dir (not following symlinks such as KMM's `host` link). */
+async function findKo(dir: string, name: string): Promise<string | undefined> {
+  const want = normaliseModuleName(name);
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const hit = entries.find((e) => e.isFile() && KO.test(e.name) && normaliseModuleName(e.name.replace(KO, '')) === want);
+  return hit ? join(hit.parentPath, hit.name) : undefined;
+}
+
+/**
+ * Locates and prepares the kmods. `runningKernel` is the node's release; when it differs from the config's
+ * only by a trailing `+`, the scratch root also gets `lib/modules/<running>` pointing at the config's kernel,
+ * because modprobe looks under the running release.
+ */
+export async function prepareKmods(opts: {
+  sources: KmodsSource[];
+  config: ModuleConfig;
+  runningKernel: string;
+  depmod: DepmodRunner;
+  log: Logger;
+  signal?: AbortSignal;
+  dryRun?: boolean;
+}): Promise<PreparedKmods> {
+  const { config, log } = opts;
+  const kver = config.kernelVersion;
+  const loc = await locateKmods(opts.sources, config, opts);
+  const kernelDir = join(loc.modulesRoot, 'lib', 'modules', kver);
+  if (!(await exists(kernelDir))) {
+    throw new OperationError(`${loc.origin} has no lib/modules/${kver} under ${config.modprobe.dirName}`);
+  }
+  if (config.modprobe.moduleName) {
+    const ko = await findKo(kernelDir, config.modprobe.moduleName);
+    if (!ko) {
+      throw new OperationError(
+        `modprobe.moduleName: ${config.modprobe.moduleName}.ko (or .ko.xz/.ko.zst/.ko.gz) is not under ${kernelDir}`,
+      );
+    }
+  }
+  const hasDep = await exists(join(kernelDir, 'modules.dep'));
+  const needsAlias = opts.runningKernel !== kver && !(await exists(join(loc.modulesRoot, 'lib', 'modules', opts.runningKernel)));
+  if (hasDep && !needsAlias) {
+    return { ...loc, kernelVersion: kver, kernelDir, koPaths: await readModulesDep(kernelDir), release: async () => {} };
+  }
+
+  const scratch = await mkdtemp(join(tmpdir(), 'kmm-worker-kmods-'));
+  const release = () => rm(scratch, { recursive: true, force: true });
+  try {
+    const scratchKernelDir = join(scratch, 'lib', 'modules', kver);
+    await cp(kernelDir, scratchKernelDir, { recursive: true, verbatimSymlinks: true });
+    if (!hasDep) await opts.depmod.generate(scratch, kver);
+    if (needsAlias) {
+      await symlink(kver, join(scratch, 'lib', 'modules', opts.runningKernel));
+      log.info({ running: opts.runningKernel, kernelVersion: kver }, 'running kernel differs by a trailing +; linked it in the scratch copy');
+    }
+    log.debug({ scratch }, 'using a scratch copy of the kmods');
+    return {
+      ...loc,
+      modulesRoot: scratch,
+      kernelVersion: kver,
+      kernelDir: scratchKernelDir,
+      koPaths: await readModulesDep(scratchKernelDir),
+      release,
+    };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}

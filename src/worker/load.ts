@@ -1,0 +1,53 @@
+/** DESIGN §6: load a module — each step one call, in the contract's order. */
+import { OperationError, UsageError, oneLine } from '../errors.js';
+import type { ModuleConfig } from '../config/module-config.js';
+import { kernelMatches } from '../host/host.js';
+import type { WorkerDeps } from './deps.js';
+import { identityString } from './identity.js';
+import { prepareKmods } from './kmods.js';
+import { removeInTreeModules } from './in-tree.js';
+import { copyImageFirmware, setFirmwareClassPath } from './firmware-steps.js';
+import { loadArgvs } from './modprobe-argv.js';
+import { verifyLoaded } from './verify.js';
+
+export { isModuleLive } from './verify.js';
+
+export interface LoadOptions {
+  /** host firmware dir (`--firmware-path`); also the value for firmware_class.path */
+  firmwarePath?: string | undefined;
+}
+
+/** Fails before anything is touched when the running kernel is not the config's (a trailing `+` aside). */
+export async function checkKernel(deps: WorkerDeps, config: ModuleConfig): Promise<string> {
+  const running = await deps.host.runningKernel();
+  if (!kernelMatches(running, config.kernelVersion)) {
+    throw new OperationError(`kernelVersion ${config.kernelVersion} does not match the running kernel ${running}`);
+  }
+  return running;
+}
+
+export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: LoadOptions = {}): Promise<void> {
+  const id = identityString(deps.identity);
+  try {
+    const running = await checkKernel(deps, config);
+    const kmods = await prepareKmods({ sources: deps.sources, config, runningKernel: running, depmod: deps.depmod, log: deps.log, dryRun: deps.dryRun, ...(deps.signal ? { signal: deps.signal } : {}) });
+    try {
+      if (deps.dryRun) deps.planOut.write(`# dry run: load ${id} for kernel ${config.kernelVersion} from ${kmods.origin}\n`);
+      await removeInTreeModules(deps, config.inTreeModulesToRemove, 'inTreeModulesToRemove');
+      await copyImageFirmware(deps, config, kmods, opts.firmwarePath);
+      await setFirmwareClassPath(deps, config, opts.firmwarePath);
+      for (const argv of loadArgvs(config, kmods.modulesRoot)) await deps.modprobe.run(argv);
+      await verifyLoaded(deps, config, kmods);
+    } finally {
+      await kmods.release();
+    }
+  } catch (err) {
+    if (!deps.dryRun && !(err instanceof UsageError)) {
+      await deps.reporter.report({ reason: 'ModuleLoadFailed', type: 'Warning', message: oneLine(err) });
+    }
+    throw err;
+  }
+  if (deps.dryRun) return;
+  deps.log.info({ module: id }, `module ${id} loaded`);
+  await deps.reporter.report({ reason: 'ModuleLoaded', type: 'Normal', message: `Module ${id} loaded into the kernel` });
+}

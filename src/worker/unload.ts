@@ -1,0 +1,57 @@
+/** DESIGN §7: unload a module — idempotent; in-tree modules are not reloaded. */
+import { UsageError, oneLine } from '../errors.js';
+import type { ModuleConfig } from '../config/module-config.js';
+import type { WorkerDeps } from './deps.js';
+import { identityString } from './identity.js';
+import { prepareKmods } from './kmods.js';
+import { inUseError } from './in-tree.js';
+import { removeModuleFirmware } from './firmware-steps.js';
+import { modulesOfConfig, unloadArgv } from './modprobe-argv.js';
+import { checkKernel, type LoadOptions } from './load.js';
+
+export type UnloadOptions = LoadOptions;
+
+export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts: UnloadOptions = {}): Promise<void> {
+  const id = identityString(deps.identity);
+  try {
+    const running = await checkKernel(deps, config);
+    const kmods = await prepareKmods({ sources: deps.sources, config, runningKernel: running, depmod: deps.depmod, log: deps.log, dryRun: deps.dryRun, ...(deps.signal ? { signal: deps.signal } : {}) });
+    try {
+      if (deps.dryRun) deps.planOut.write(`# dry run: unload ${id} for kernel ${config.kernelVersion} from ${kmods.origin}\n`);
+      await runModprobeUnload(deps, config, kmods.modulesRoot);
+      await removeModuleFirmware(deps, config, opts.firmwarePath);
+    } finally {
+      await kmods.release();
+    }
+  } catch (err) {
+    if (!deps.dryRun && !(err instanceof UsageError)) {
+      await deps.reporter.report({ reason: 'ModuleUnloadFailed', type: 'Warning', message: oneLine(err) });
+    }
+    throw err;
+  }
+  if (deps.dryRun) return;
+  deps.log.info({ module: id }, `module ${id} unloaded`);
+  await deps.reporter.report({ reason: 'ModuleUnloaded', type: 'Normal', message: `Module ${id} unloaded from the kernel` });
+}
+
+/** Not loaded: success without running modprobe. In use: a failure naming the holders. */
+async function runModprobeUnload(deps: WorkerDeps, config: ModuleConfig, modulesRoot: string): Promise<void> {
+  const names = modulesOfConfig(config);
+  const states = await Promise.all(names.map((n) => deps.host.moduleState(n)));
+  if (names.length > 0 && states.every((s) => s.kind !== 'loaded')) {
+    deps.log.info({ modules: names }, `${names.join(', ')} not loaded; nothing to unload`);
+    if (deps.dryRun) deps.planOut.write(`# ${names.join(', ')} not loaded: no modprobe -r\n`);
+    return;
+  }
+  const first = names[0] && (await inUseError(deps, names[0]));
+  if (first) throw first;
+  try {
+    await deps.modprobe.run(unloadArgv(config, modulesRoot));
+  } catch (err) {
+    for (const n of names) {
+      const inUse = await inUseError(deps, n);
+      if (inUse) throw inUse;
+    }
+    throw err;
+  }
+}
