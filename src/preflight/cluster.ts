@@ -1,0 +1,135 @@
+/**
+ * Preflight's conversation with the cluster: list every Module (all namespaces), read a Module's
+ * imageRepoSecret, read a PreflightValidationOCP and write its status subresource.
+ */
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OperationError, UsageError } from '../errors.js';
+import { apiStatus, callOptions, describeApiError, type KubeClients } from '../report/kube.js';
+import type { ResolvedModule } from './kernel-mapping.js';
+import { MODULE_GROUP, isRecord, moduleFromObject, type ModuleResource } from './module-cr.js';
+import { ModuleCheckFailure, type CredentialSource, type ModuleCredentials } from './validate-module.js';
+import { mergeModuleStatuses, type ModuleStatus } from './status.js';
+
+export const PREFLIGHT_OCP = { group: MODULE_GROUP, version: 'v1beta2', plural: 'preflightvalidationsocp' } as const;
+const MODULES = { group: MODULE_GROUP, version: 'v1beta1', plural: 'modules' } as const;
+const API_TIMEOUT_MS = 30_000;
+
+/** All Modules of the cluster, every namespace, page by page. */
+export async function listClusterModules(kube: KubeClients, signal?: AbortSignal): Promise<ModuleResource[]> {
+  const modules: ModuleResource[] = [];
+  let token: string | undefined;
+  do {
+    let page: { items?: unknown[]; metadata?: { continue?: string } };
+    try {
+      page = await kube.customObjects.listClusterCustomObject(
+        { ...MODULES, limit: 500, ...(token ? { _continue: token } : {}) },
+        callOptions({ timeoutMs: API_TIMEOUT_MS, signal }),
+      );
+    } catch (err) {
+      throw new OperationError(`cannot list Modules (${MODULES.group}/${MODULES.version}) at ${kube.server}: ${describeApiError(err)}`);
+    }
+    for (const item of page.items ?? []) {
+      // a list's items may omit apiVersion/kind; they are Modules by construction
+      const obj = isRecord(item) ? { apiVersion: `${MODULES.group}/${MODULES.version}`, kind: 'Module', ...item } : item;
+      const m = moduleFromObject(obj, 'cluster');
+      if (m) modules.push({ ...m, namespace: m.namespace ?? 'default' });
+    }
+    token = page.metadata?.continue || undefined;
+  } while (token);
+  return modules;
+}
+
+/**
+ * Reads each Module's imageRepoSecret (once per secret) and hands its docker config to the registry client as
+ * a private pull-secrets directory (mode 0700, removed after the check).
+ */
+export function clusterCredentials(kube: KubeClients): CredentialSource {
+  const secrets = new Map<string, Promise<{ key: string; data: Buffer }>>();
+  const fetchSecret = (namespace: string, name: string, signal: AbortSignal) => {
+    const id = `${namespace}/${name}`;
+    let p = secrets.get(id);
+    if (!p) {
+      p = readDockerSecret(kube, namespace, name, signal);
+      secrets.set(id, p);
+      p.catch(() => secrets.delete(id)); // a failed read (e.g. a timeout) is retried by the next module
+    }
+    return p;
+  };
+  return {
+    async forModule(mod: ResolvedModule, signal: AbortSignal): Promise<ModuleCredentials | undefined> {
+      if (!mod.imageRepoSecret) return undefined;
+      const { key, data } = await fetchSecret(mod.namespace, mod.imageRepoSecret, signal);
+      const dir = await mkdtemp(join(tmpdir(), 'kmm-preflight-secret-'));
+      await chmod(dir, 0o700);
+      await writeFile(join(dir, key), data, { mode: 0o600 });
+      return {
+        pullSecretsDir: dir,
+        description: `imageRepoSecret ${mod.namespace}/${mod.imageRepoSecret}`,
+        release: () => rm(dir, { recursive: true, force: true }),
+      };
+    },
+  };
+}
+
+async function readDockerSecret(kube: KubeClients, namespace: string, name: string, signal: AbortSignal): Promise<{ key: string; data: Buffer }> {
+  const id = `imageRepoSecret ${namespace}/${name}`;
+  let secret: { data?: Record<string, string> };
+  try {
+    secret = await kube.core.readNamespacedSecret({ name, namespace }, callOptions({ timeoutMs: API_TIMEOUT_MS, signal }));
+  } catch (err) {
+    if (apiStatus(err) === 404) throw new ModuleCheckFailure(`${id} not found`);
+    throw new ModuleCheckFailure(`cannot read ${id}: ${describeApiError(err)}`);
+  }
+  for (const key of ['.dockerconfigjson', '.dockercfg']) {
+    const value = secret.data?.[key];
+    if (typeof value === 'string') return { key, data: Buffer.from(value, 'base64') };
+  }
+  throw new ModuleCheckFailure(`${id} has no .dockerconfigjson or .dockercfg key`);
+}
+
+/** spec.kernelVersion of a PreflightValidationOCP in the cluster. */
+export async function readPreflightValidation(
+  kube: KubeClients,
+  name: string,
+  signal?: AbortSignal,
+): Promise<{ kernelVersion: string | undefined; modules: unknown[] }> {
+  let obj: unknown;
+  try {
+    obj = await kube.customObjects.getClusterCustomObject({ ...PREFLIGHT_OCP, name }, callOptions({ timeoutMs: API_TIMEOUT_MS, signal }));
+  } catch (err) {
+    if (apiStatus(err) === 404) throw new UsageError(`--write-status: PreflightValidationOCP ${name} not found`);
+    throw new OperationError(`cannot read PreflightValidationOCP ${name}: ${describeApiError(err)}`);
+  }
+  const o = isRecord(obj) ? obj : {};
+  const spec = isRecord(o.spec) ? o.spec : {};
+  const status = isRecord(o.status) ? o.status : {};
+  return {
+    kernelVersion: typeof spec.kernelVersion === 'string' ? spec.kernelVersion : undefined,
+    modules: Array.isArray(status.modules) ? status.modules : [],
+  };
+}
+
+/**
+ * Writes the results into the PreflightValidationOCP's status subresource with a JSON merge patch, as KMM's
+ * controller does: `{"status":{"modules":[...]}}`, other modules' entries kept. Returns the patch sent.
+ */
+export async function writePreflightStatus(
+  kube: KubeClients,
+  name: string,
+  results: readonly ModuleStatus[],
+  signal?: AbortSignal,
+): Promise<{ status: { modules: ModuleStatus[] } }> {
+  const current = await readPreflightValidation(kube, name, signal);
+  const body = { status: { modules: mergeModuleStatuses(current.modules, results) } };
+  try {
+    await kube.customObjects.patchClusterCustomObjectStatus(
+      { ...PREFLIGHT_OCP, name, body },
+      callOptions({ timeoutMs: API_TIMEOUT_MS, signal, contentType: 'application/merge-patch+json' }),
+    );
+  } catch (err) {
+    throw new OperationError(`cannot write the status of PreflightValidationOCP ${name}: ${describeApiError(err)}`);
+  }
+  return body;
+}

@@ -1,0 +1,100 @@
+/**
+ * Is a module's `.ko` in an image, under `<dirName>/lib/modules/<kernel>/` of its merged layers? Reads only
+ * the layers' tar headers (no extraction), top layer first, and stops as soon as the answer is known.
+ */
+import { posix } from 'node:path';
+import type { ResolvedImage } from '../image/types.js';
+import { layerEntries } from '../extract/layer-entries.js';
+import { canonicalPath, entryKind, LayerChanges, resolveInImage, UpperLayers } from './merged-listing.js';
+
+export interface KmodQuery {
+  /** modprobe.dirName, e.g. `/opt` */
+  dirName: string;
+  kernelVersion: string;
+  /** modprobe.moduleName; undefined (rawArgs) = any `.ko` of the kernel will do */
+  moduleName: string | undefined;
+}
+
+export type KmodSearchResult =
+  | { found: true; /** image path of the `.ko`, from the image root (`/opt/lib/modules/...`) */ path: string }
+  | {
+      found: false;
+      /** the directory looked in, from the image root, with a trailing `/` */
+      lookedIn: string;
+      /** `<dirName>/lib/modules/` from the image root */
+      modulesRoot: string;
+      /** the kernels the image carries `.ko` files for under `<dirName>/lib/modules/` */
+      kernels: string[];
+      /** the module names of the `.ko` files present for the wanted kernel (when any) */
+      modulesForKernel: string[];
+    };
+
+const KO = /\.ko(?:\.(?:xz|zst|gz))?$/;
+
+/** modprobe treats `-` and `_` in module names alike. */
+export function moduleStem(fileName: string): string | undefined {
+  const m = KO.exec(fileName);
+  return m ? fileName.slice(0, m.index).replaceAll('-', '_') : undefined;
+}
+
+export async function findKmodInImage(
+  image: ResolvedImage,
+  query: KmodQuery,
+  opts: { signal?: AbortSignal } = {},
+): Promise<KmodSearchResult> {
+  const modulesRoot = canonicalPath(`${query.dirName}/lib/modules`);
+  const kernelDir = canonicalPath(`${modulesRoot}/${query.kernelVersion}`);
+  const wanted = query.moduleName?.replaceAll('-', '_');
+  const isWanted = (path: string, dir: string): boolean => {
+    if (!path.startsWith(`${dir}/`)) return false;
+    const stem = moduleStem(posix.basename(path));
+    return stem !== undefined && (wanted === undefined || stem === wanted);
+  };
+
+  const above = new UpperLayers();
+  const kmods = new Set<string>(); // every visible .ko of the merged view
+  const symlinks = new Map<string, string>(); // visible symlinks: path -> target
+  for (let i = image.layers.length - 1; i >= 0; i--) {
+    opts.signal?.throwIfAborted();
+    const layer = image.layers[i]!;
+    const changes = new LayerChanges();
+    const blob = await image.openBlob(layer, { signal: opts.signal });
+    for await (const { header, stream } of layerEntries(blob, layer.mediaType, { signal: opts.signal })) {
+      stream.resume();
+      const kind = entryKind(header.type);
+      if (above.hides(canonicalPath(header.name), kind)) {
+        // hidden by an upper layer; a whiteout marker here still only affects the layers below
+        if (!posix.basename(header.name).startsWith('.wh.')) continue;
+      }
+      const path = changes.record(header.name, kind);
+      if (path === undefined) continue;
+      if (kind === 'symlink' && header.linkname) symlinks.set(path, header.linkname);
+      if (kind !== 'file' || !KO.test(path)) continue;
+      kmods.add(path);
+      if (isWanted(path, kernelDir)) return { found: true, path: `/${path}` };
+    }
+    above.absorb(changes);
+  }
+
+  // Not at the literal path: the directory may be reached through symlinks (e.g. lib -> usr/lib).
+  const realKernelDir = resolveInImage(kernelDir, symlinks);
+  const hit = [...kmods].sort().find((p) => isWanted(p, realKernelDir));
+  if (hit) return { found: true, path: `/${hit}` };
+
+  const realModulesRoot = resolveInImage(modulesRoot, symlinks);
+  const kernels = new Set<string>();
+  const modulesForKernel = new Set<string>();
+  for (const p of kmods) {
+    if (!p.startsWith(`${realModulesRoot}/`)) continue;
+    const kver = p.slice(realModulesRoot.length + 1).split('/')[0]!;
+    kernels.add(kver);
+    if (p.startsWith(`${realKernelDir}/`)) modulesForKernel.add(moduleStem(posix.basename(p))!);
+  }
+  return {
+    found: false,
+    lookedIn: `/${kernelDir}/`,
+    modulesRoot: `/${modulesRoot}/`,
+    kernels: [...kernels].sort(),
+    modulesForKernel: [...modulesForKernel].sort(),
+  };
+}

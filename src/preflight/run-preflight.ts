@@ -1,0 +1,126 @@
+/**
+ * The preflight story (DESIGN §11): find the kernel and the Modules, validate every Module concurrently
+ * (bounded, each with its own time limit), print the report, optionally write it into a
+ * PreflightValidationOCP's status. Exit 0 only when every Module succeeded.
+ */
+import type { Context } from '../context.js';
+import { UsageError } from '../errors.js';
+import type { ImageSourceOptions } from '../image/types.js';
+import type { KubeClients } from '../report/kube.js';
+import { checkKernelArgument } from './kernel.js';
+import { isRecord, readModuleFiles, readPreflightKernel, type ModuleResource } from './module-cr.js';
+import { runBounded } from './pool.js';
+import { renderJson, renderTable } from './output.js';
+import { byNamespaceAndName, moduleStatus, type PreflightReport } from './status.js';
+import { validateModule, type CredentialSource, type OpenImage } from './validate-module.js';
+
+export interface PreflightOptions {
+  kernel?: string;
+  /** a PreflightValidationOCP file whose spec.kernelVersion is the kernel */
+  preflightFile?: string;
+  moduleFiles?: string[];
+  fromCluster?: boolean;
+  parallel: number;
+  timeoutSeconds: number;
+  insecure?: boolean;
+  platform?: string;
+  json?: boolean;
+  writeStatus?: string;
+}
+
+export interface PreflightDeps {
+  openImage: OpenImage;
+  /** the Kubernetes clients; undefined when there are no credentials */
+  kube: () => KubeClients | undefined;
+  now?: () => Date;
+}
+
+export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: PreflightDeps): Promise<number> {
+  const files = opts.moduleFiles ?? [];
+  if (files.length > 0 && opts.fromCluster) throw new UsageError('--module and --from-cluster are exclusive: give one');
+  if (files.length === 0 && !opts.fromCluster) throw new UsageError('give the Modules to validate: --module FILE... or --from-cluster');
+
+  let kube: KubeClients | undefined;
+  if (opts.fromCluster || opts.writeStatus) {
+    kube = deps.kube();
+    const why = opts.fromCluster ? '--from-cluster' : '--write-status';
+    if (!kube) throw new UsageError(`${why} needs Kubernetes credentials: set KUBECONFIG or run in a pod with a service account`);
+  }
+
+  const cluster = kube ? await import('./cluster.js') : undefined;
+  const target = opts.writeStatus ? await cluster!.readPreflightValidation(kube!, opts.writeStatus, ctx.signal) : undefined;
+  const kernelVersion = await chooseKernel(opts, target?.kernelVersion);
+  const log = ctx.log.child({ kernel: kernelVersion });
+
+  const all = files.length > 0 ? await readModuleFiles(files) : await cluster!.listClusterModules(kube!, ctx.signal);
+  if (files.length > 0 && all.length === 0) throw new UsageError(`no ${'kmm.sigs.x-k8s.io/v1beta1'} Module in ${files.join(', ')}`);
+  const modules = all.filter((m) => keep(m, log)).sort(byNamespaceAndName);
+  log.info({ modules: modules.length, parallel: opts.parallel, timeoutSeconds: opts.timeoutSeconds }, 'validating Modules');
+
+  const now = deps.now ?? (() => new Date());
+  const credentials: CredentialSource | undefined = opts.fromCluster ? cluster!.clusterCredentials(kube!) : undefined;
+  const imageOptions: ImageSourceOptions = {
+    insecure: Boolean(opts.insecure),
+    platform: opts.platform,
+    authFile: ctx.opts.authFile,
+    pullSecretsDir: ctx.opts.pullSecretsDir,
+    hostRoot: ctx.opts.hostRoot,
+  };
+  const statuses = await runBounded(
+    modules,
+    { limit: opts.parallel, timeoutSeconds: opts.timeoutSeconds, signal: ctx.signal },
+    (mod, signal) =>
+      validateModule(mod, kernelVersion, { openImage: deps.openImage, imageOptions, credentials, secretsReadable: Boolean(opts.fromCluster), log, now }, signal),
+    // only an interruption lands here (validateModule reports its own failures): not finished
+    (mod) => moduleStatus(mod, 'InProgress', 'verification was interrupted before it finished', now()),
+  );
+  for (const s of statuses) {
+    const line = { module: `${s.namespace}/${s.name}`, status: s.verificationStatus, reason: s.statusReason };
+    if (s.verificationStatus === 'Success') log.info(line, 'module verified');
+    else log.warn(line, 'module not verified');
+  }
+
+  const report: PreflightReport = { kernelVersion, modules: statuses };
+  ctx.stdout.write(opts.json ? renderJson(report) : renderTable(report));
+
+  if (opts.writeStatus) {
+    await cluster!.writePreflightStatus(kube!, opts.writeStatus, statuses, ctx.signal);
+    log.info({ preflightValidationOCP: opts.writeStatus }, 'status written');
+  }
+  ctx.signal.throwIfAborted();
+  const failed = statuses.filter((s) => s.verificationStatus !== 'Success').length;
+  if (failed > 0) log.error({ failed, total: statuses.length }, `${failed} of ${statuses.length} Modules failed preflight for kernel ${kernelVersion}`);
+  return failed === 0 ? 0 : 1;
+}
+
+/** --kernel, --preflight FILE, or the PreflightValidationOCP named by --write-status; they must agree. */
+async function chooseKernel(opts: PreflightOptions, fromTarget: string | undefined): Promise<string> {
+  const candidates: { value: string; source: string }[] = [];
+  if (opts.kernel !== undefined) candidates.push({ value: checkKernelArgument(opts.kernel, '--kernel'), source: '--kernel' });
+  if (opts.preflightFile) {
+    const { kernel } = await readPreflightKernel(opts.preflightFile);
+    candidates.push({ value: checkKernelArgument(kernel, `--preflight ${opts.preflightFile}`), source: `--preflight ${opts.preflightFile}` });
+  }
+  if (fromTarget !== undefined && fromTarget.trim() !== '') {
+    const source = `PreflightValidationOCP ${opts.writeStatus}`;
+    candidates.push({ value: checkKernelArgument(fromTarget, source), source });
+  }
+  const first = candidates[0];
+  if (!first) throw new UsageError('give the kernel to validate for: --kernel KVER or --preflight FILE');
+  const other = candidates.find((c) => c.value !== first.value);
+  if (other) throw new UsageError(`${first.source} says kernel ${first.value} but ${other.source} says ${other.value}`);
+  return first.value;
+}
+
+/** Modules being deleted, or without a moduleLoader (device plugin only), have nothing to validate. */
+function keep(m: ModuleResource, log: Context['log']): boolean {
+  if (m.deleting) {
+    log.info({ module: `${m.namespace}/${m.name}` }, 'Module is being deleted: skipped');
+    return false;
+  }
+  if (isRecord(m.spec) && (m.spec.moduleLoader === undefined || m.spec.moduleLoader === null)) {
+    log.info({ module: `${m.namespace}/${m.name}` }, 'Module has no moduleLoader: nothing to load, skipped');
+    return false;
+  }
+  return true;
+}
