@@ -234,14 +234,19 @@ export function buildProgram(): Command {
     );
 
   const day1 = program.command('day1').description('Day-1: load a module before the network, pull its image after');
+  // Every day1 flag also reads a KMM_DAY1_* variable, so the systemd units take their settings from one
+  // EnvironmentFile (systemd/kmm-day1.env); an empty variable means the default.
+  const day1Option = (flags: string, description: string, env: string) => new Option(flags, description).env(env);
   day1
     .command('pull')
     .description('store <image>:<running kernel> in the images dir; reboot if something new was stored')
-    .requiredOption('--image <repo>', 'image repository (the tag is the running kernel release)')
-    .requiredOption('--module <name>', 'module name')
-    .option('--dir-name <dir>', 'the directory holding lib/modules in the image', '/opt')
-    .option('--firmware-dir <path>', 'the firmware directory inside the image')
-    .option('--reboot-command <cmd>', 'run (split on spaces, no shell) after storing a new image', 'systemctl reboot')
+    .addOption(day1Option('--image <repo>', 'image repository (the tag is the running kernel release)', 'KMM_DAY1_IMAGE').makeOptionMandatory())
+    .addOption(day1Option('--module <name>', 'module name', 'KMM_DAY1_MODULE').makeOptionMandatory())
+    .addOption(day1Option('--dir-name <dir>', 'the directory holding lib/modules in the image (default /opt)', 'KMM_DAY1_DIR_NAME'))
+    .addOption(day1Option('--firmware-dir <path>', 'the firmware directory inside the image', 'KMM_DAY1_FIRMWARE_DIR'))
+    .addOption(
+      day1Option('--reboot-command <cmd>', 'run (split on spaces, no shell) after storing a new image (default "systemctl reboot")', 'KMM_DAY1_REBOOT_COMMAND'),
+    )
     .option('--insecure', 'allow plain HTTP and unverified TLS')
     .action(
       act(async (ctx, _args, flags) => {
@@ -252,12 +257,12 @@ export function buildProgram(): Command {
   day1
     .command('load')
     .description('load the module from the local store only; never touches the network')
-    .requiredOption('--image <repo>', 'image repository (the tag is the running kernel release)')
-    .requiredOption('--module <name>', 'module name')
-    .option('--in-tree-modules <a,b>', 'in-tree modules to remove first', list)
-    .option('--dir-name <dir>', 'the directory holding lib/modules in the image', '/opt')
-    .option('--firmware-dir <path>', 'the firmware directory inside the image')
-    .option('--firmware-path <dir>', 'host firmware directory', '/var/lib/firmware')
+    .addOption(day1Option('--image <repo>', 'image repository (the tag is the running kernel release)', 'KMM_DAY1_IMAGE').makeOptionMandatory())
+    .addOption(day1Option('--module <name>', 'module name', 'KMM_DAY1_MODULE').makeOptionMandatory())
+    .addOption(day1Option('--in-tree-modules <a,b>', 'in-tree modules to remove first', 'KMM_DAY1_IN_TREE_MODULES').argParser(list))
+    .addOption(day1Option('--dir-name <dir>', 'the directory holding lib/modules in the image (default /opt)', 'KMM_DAY1_DIR_NAME'))
+    .addOption(day1Option('--firmware-dir <path>', 'the firmware directory inside the image', 'KMM_DAY1_FIRMWARE_DIR'))
+    .addOption(day1Option('--firmware-path <dir>', 'host firmware directory (default /var/lib/firmware)', 'KMM_DAY1_HOST_FIRMWARE_PATH'))
     .action(
       act(async (ctx, _args, flags) => {
         const m = await import('./commands/day1.js');
@@ -277,7 +282,7 @@ export function buildProgram(): Command {
     .action(
       act(async (ctx, _args, flags) => {
         const m = await import('./commands/day1.js');
-        return m.day1MachineConfig(ctx, flags as Day1MachineConfigFlags);
+        return m.day1MachineConfig(ctx, flags as unknown as Day1MachineConfigFlags);
       }),
     );
 

@@ -1,18 +1,35 @@
+/** `kmm-worker day1 pull|load|machineconfig` (DESIGN §10): flags in, one flow out. */
 import type { Context } from '../context.js';
-import { OperationError } from '../errors.js';
+import type { Day1Flags } from '../day1/settings.js';
 
-export interface Day1PullFlags { [flag: string]: unknown }
-export async function day1Pull(_ctx: Context, ..._args: unknown[]): Promise<number | void> {
-  throw new OperationError('day1Pull: not implemented yet');
+export type Day1PullFlags = Day1Flags;
+export type Day1LoadFlags = Day1Flags;
+
+export interface Day1MachineConfigFlags {
+  name: string;
+  pool: string;
+  image: string;
+  module: string;
+  inTreeModules?: string[];
+  firmwareDir?: string;
+  workerImage?: string;
 }
 
-export interface Day1LoadFlags { [flag: string]: unknown }
-export async function day1Load(_ctx: Context, ..._args: unknown[]): Promise<number | void> {
-  throw new OperationError('day1Load: not implemented yet');
+export async function day1Pull(ctx: Context, flags: Day1PullFlags): Promise<number | void> {
+  const { day1Settings } = await import('../day1/settings.js');
+  const settings = day1Settings(flags);
+  const { runDay1Pull } = await import('../day1/pull.js');
+  await runDay1Pull(ctx, settings);
 }
 
-export interface Day1MachineConfigFlags { [flag: string]: unknown }
-export async function day1MachineConfig(_ctx: Context, ..._args: unknown[]): Promise<number | void> {
-  throw new OperationError('day1MachineConfig: not implemented yet');
+export async function day1Load(ctx: Context, flags: Day1LoadFlags): Promise<number | void> {
+  const { day1Settings } = await import('../day1/settings.js');
+  const settings = day1Settings(flags);
+  const { runDay1Load } = await import('../day1/load.js');
+  await runDay1Load(ctx, settings);
 }
 
+export async function day1MachineConfig(ctx: Context, flags: Day1MachineConfigFlags): Promise<number | void> {
+  const { renderMachineConfig } = await import('../day1/machineconfig.js');
+  ctx.stdout.write(renderMachineConfig(flags));
+}

@@ -1,0 +1,59 @@
+/**
+ * `day1 pull` (DESIGN §10): after the network is up, make sure the store holds `<repo>:<running kernel>` and that
+ * it can serve that kernel; reboot (once) only when this run stored something new, so the load service picks it up
+ * early in the next boot. A failed pull never reboots.
+ */
+import type { Context } from '../context.js';
+import { OperationError } from '../errors.js';
+import { Host } from '../host/host.js';
+import { day1ImageReference } from './image-ref.js';
+import { findModuleFile, kernelModulesDir } from './kmod-file.js';
+import { runRebootCommand } from './reboot.js';
+import type { Day1Settings } from './settings.js';
+import { openDay1Store, storeSelection, type Day1Store, type StoredImage } from './store.js';
+
+export interface Day1PullPorts {
+  store: Day1Store;
+  reboot(argv: string[]): Promise<void>;
+}
+
+/** The stored image must carry the module for this kernel, or the next boot's load could only fail. */
+async function checkServesKernel(image: StoredImage, ref: string, settings: Day1Settings, kernel: string): Promise<string> {
+  const dir = kernelModulesDir(image.root, settings.dirName, kernel);
+  const ko = await findModuleFile(dir, settings.moduleName);
+  if (!ko) {
+    throw new OperationError(
+      `image ${ref}@${image.digest} has no ${settings.moduleName}.ko under ${settings.dirName}/lib/modules/${kernel}: it cannot be loaded on this kernel`,
+    );
+  }
+  return ko;
+}
+
+export async function runDay1Pull(ctx: Context, settings: Day1Settings, ports?: Day1PullPorts): Promise<void> {
+  const store = ports?.store ?? openDay1Store(ctx, settings);
+  const reboot = ports?.reboot ?? ((argv: string[]) => runRebootCommand(argv, ctx.log, ctx.signal));
+  const kernel = await new Host(ctx.opts.hostRoot).runningKernel();
+  const ref = day1ImageReference(settings.repo, kernel);
+  const selection = storeSelection(settings, kernel);
+
+  const present = await store.lookup(ref, selection);
+  if (present) {
+    await checkServesKernel(present, ref, settings, kernel);
+    ctx.log.info({ image: ref, digest: present.digest }, `${ref} is already in the store ${store.dir}; no reboot needed`);
+    return;
+  }
+  if (ctx.opts.dryRun) {
+    ctx.stdout.write(`# dry run: would pull ${ref} into ${store.dir}, then run: ${settings.rebootCommand.join(' ')}\n`);
+    return;
+  }
+
+  const pulled = await store.pull(ref, selection);
+  const ko = await checkServesKernel(pulled, ref, settings, kernel);
+  if (pulled.fromCache) {
+    // another pull stored it between our lookup and our pull: nothing new from this run
+    ctx.log.info({ image: ref, digest: pulled.digest }, `${ref} was stored meanwhile by another pull; no reboot needed`);
+    return;
+  }
+  ctx.log.info({ image: ref, digest: pulled.digest, module: ko }, `stored ${ref}@${pulled.digest} for kernel ${kernel}`);
+  await reboot(settings.rebootCommand);
+}
