@@ -163,7 +163,7 @@ export async function removeFirmware(opts: {
   const rp = recordPath(firmwareDir, owner);
   const record = await readRecord(rp);
   if (!record) {
-    log.info({ firmwareDir }, `no firmware recorded for ${owner.namespace}/${owner.name}; nothing to remove`);
+    log.debug({ firmwareDir }, `no firmware recorded for ${owner.namespace}/${owner.name}; nothing to remove`);
     return { removed: [], kept: [] };
   }
   const shared = new Set<string>();
