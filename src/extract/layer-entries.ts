@@ -57,11 +57,57 @@ function describe(kind: LayerCompression, err: unknown): Error {
  * The tar entries of one layer blob, in order. Errors of the blob (e.g. a digest mismatch), of decompression
  * and of the tar parser surface as the iterator's rejection; breaking out of the loop stops the stream.
  */
-export async function* layerEntries(
+export function layerEntries(
   blob: Readable,
   mediaType: string,
   opts: { signal?: AbortSignal } = {},
 ): AsyncGenerator<LayerEntry, void, undefined> {
+  // tar-stream's entries are streamx streams; outside consumers get a real Node Readable.
+  return entriesOf(blob, mediaType, opts, (entry) => {
+    const stream = Readable.from(entry, { objectMode: false, highWaterMark: 64 * 1024 });
+    return { stream, drain: () => drain(stream) };
+  });
+}
+
+/** An entry's bytes for the extractor: iterate it to the end exactly once, or call `skip()`. */
+export interface RawEntryBody extends AsyncIterable<Buffer> {
+  skip(): Promise<void>;
+}
+
+/**
+ * The extractor's cheaper view: the entry body without a Node stream around it (a tar bomb of tiny files
+ * pays per entry). The body must be consumed to the end or skipped before asking for the next entry.
+ */
+export function rawLayerEntries(
+  blob: Readable,
+  mediaType: string,
+  opts: { signal?: AbortSignal } = {},
+): AsyncGenerator<{ header: Header; stream: RawEntryBody }, void, undefined> {
+  return entriesOf(blob, mediaType, opts, (entry) => {
+    let state: 'new' | 'reading' | 'done' = 'new';
+    const body: RawEntryBody = {
+      async *[Symbol.asyncIterator]() {
+        state = 'reading';
+        for await (const chunk of entry) yield chunk;
+        state = 'done';
+      },
+      async skip() {
+        if (state !== 'new') return;
+        state = 'reading';
+        for await (const _ of entry);
+        state = 'done';
+      },
+    };
+    return { stream: body, drain: () => body.skip() };
+  });
+}
+
+async function* entriesOf<S>(
+  blob: Readable,
+  mediaType: string,
+  opts: { signal?: AbortSignal },
+  wrap: (entry: AsyncIterable<Buffer>) => { stream: S; drain: () => Promise<void> },
+): AsyncGenerator<{ header: Header; stream: S }, void, undefined> {
   const kind = layerCompression(mediaType);
   const signal = opts.signal;
   signal?.throwIfAborted();
@@ -85,11 +131,11 @@ export async function* layerEntries(
   const onAbort = () => fail(signal?.reason ?? new Error('aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
 
-  let previous: Readable | undefined;
+  let previous: (() => Promise<void>) | undefined;
   try {
     const it = extract[Symbol.asyncIterator]();
     for (;;) {
-      if (previous) await drain(previous);
+      if (previous) await previous();
       let next: IteratorResult<{ header: Header }>;
       try {
         next = await it.next();
@@ -99,9 +145,9 @@ export async function* layerEntries(
       if (failure) throw failure;
       if (next.done) break;
       const entry = next.value as { header: Header } & AsyncIterable<Buffer>;
-      // tar-stream's entries are streamx streams; consumers get a real Node Readable.
-      previous = Readable.from(entry, { objectMode: false, highWaterMark: 64 * 1024 });
-      yield { header: entry.header, stream: previous };
+      const wrapped = wrap(entry);
+      previous = wrapped.drain;
+      yield { header: entry.header, stream: wrapped.stream };
     }
     if (failure) throw failure;
   } finally {

@@ -1,0 +1,103 @@
+/**
+ * One extractor for every image source: streams each layer of a ResolvedImage (bottom first) through
+ * decompression and the tar parser into a root directory, applying layer semantics and the selection.
+ * A blob that fails verification makes the whole extraction fail; the caller throws the root away.
+ */
+import { lstat, readdir } from 'node:fs/promises';
+import type { ResolvedImage } from '../image/types.js';
+import type { Logger } from '../log.js';
+import { applyLayer } from './apply-layer.js';
+import { rawLayerEntries } from './layer-entries.js';
+import { SafeRoot } from './safe-root.js';
+import { pathFilter, type Selection } from './selection.js';
+
+export interface LayerProgress {
+  /** 1-based */
+  index: number;
+  count: number;
+  digest: string;
+  /** compressed bytes received so far for this layer */
+  received: number;
+  size: number;
+}
+
+export interface ExtractOptions {
+  selection: Selection;
+  log: Logger;
+  signal?: AbortSignal;
+  onProgress?: (p: LayerProgress) => void;
+}
+
+export interface ExtractResult {
+  /** regular files in the final tree */
+  files: number;
+  /** bytes of those files (a hardlinked inode counted once) */
+  bytes: number;
+  /** compressed bytes downloaded/read */
+  downloaded: number;
+}
+
+export async function extractImage(image: ResolvedImage, target: string, opts: ExtractOptions): Promise<ExtractResult> {
+  const root = new SafeRoot(target);
+  const filter = pathFilter(opts.selection);
+  let downloaded = 0;
+  const count = image.layers.length;
+  for (const [i, layer] of image.layers.entries()) {
+    opts.signal?.throwIfAborted();
+    const started = Date.now();
+    const blob = await image.openBlob(layer, { signal: opts.signal });
+    let received = 0;
+    const progress = { index: i + 1, count, digest: layer.digest, received: 0, size: layer.size };
+    blob.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (opts.onProgress) {
+        progress.received = received;
+        opts.onProgress(progress);
+      }
+    });
+    const stats = await applyLayer(root, rawLayerEntries(blob, layer.mediaType, { signal: opts.signal }), filter, {
+      log: opts.log,
+      layer: layer.digest,
+    });
+    downloaded += received;
+    opts.log.info(
+      {
+        layer: `${i + 1}/${count}`,
+        digest: layer.digest,
+        size: layer.size,
+        files: stats.files,
+        bytes: stats.bytes,
+        skipped: stats.skipped,
+        ms: Date.now() - started,
+      },
+      'layer extracted',
+    );
+  }
+  const totals = await treeTotals(target);
+  return { ...totals, downloaded };
+}
+
+/** Regular files and their bytes under a directory, not following symlinks. */
+export async function treeTotals(dir: string): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  const seen = new Set<string>();
+  const walk = async (d: string): Promise<void> => {
+    for (const ent of await readdir(d, { withFileTypes: true })) {
+      const p = `${d}/${ent.name}`;
+      if (ent.isDirectory()) await walk(p);
+      else if (ent.isFile()) {
+        files++;
+        const st = await lstat(p);
+        const id = `${st.dev}:${st.ino}`;
+        if (st.nlink > 1) {
+          if (seen.has(id)) continue;
+          seen.add(id);
+        }
+        bytes += st.size;
+      }
+    }
+  };
+  await walk(dir);
+  return { files, bytes };
+}
