@@ -1,0 +1,176 @@
+/**
+ * Registry credentials from the places a KMM node has them (DESIGN §3, §5):
+ *  - the pull-secrets dir: Kubernetes image pull secrets mounted as files named exactly `.dockerconfigjson`
+ *    (`{"auths": {...}}`) or `.dockercfg` (the legacy `{host: {...}}` map), at any depth;
+ *  - `--auth-file`: containers-auth.json or a docker config.json.
+ * Entries carry `auth` (base64 user:password), or `username`/`password`, or `identitytoken` (an OAuth2 refresh
+ * token) or `registrytoken` (a ready bearer token). Keys are matched like podman does: the most specific of
+ * `host/ns/repo`, `host/ns`, `host` wins; keys written with a scheme (`https://index.docker.io/v1/`) are reduced to
+ * their host, and Docker Hub's aliases all mean docker.io.
+ * Nothing here ever logs a credential: only file paths and registry names.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from '../log.js';
+import { UsageError } from '../errors.js';
+import { DOCKER_HUB } from './reference.js';
+
+export interface Credential {
+  username?: string;
+  password?: string;
+  /** OAuth2 refresh token (docker's identitytoken) */
+  identityToken?: string;
+  /** a bearer token used as is */
+  registryToken?: string;
+  /** the file it came from (for log lines; never its contents) */
+  source: string;
+  /** the key it was found under */
+  key: string;
+}
+
+interface AuthEntry {
+  auth?: unknown;
+  username?: unknown;
+  password?: unknown;
+  identitytoken?: unknown;
+  registrytoken?: unknown;
+}
+
+/** A key of an auth file reduced to what references are compared with: host[/path] without scheme. */
+export function normalizeAuthKey(key: string): string {
+  let k = key.trim();
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(k);
+  if (scheme) {
+    // docker writes "https://index.docker.io/v1/": with a scheme, the key is only a host
+    k = k.slice(scheme[0].length).split('/')[0]!;
+  }
+  k = k.replace(/\/+$/, '');
+  const slash = k.indexOf('/');
+  const host = slash < 0 ? k : k.slice(0, slash);
+  const rest = slash < 0 ? '' : k.slice(slash);
+  const h = host.toLowerCase();
+  const hub = h === 'index.docker.io' || h === 'registry-1.docker.io' || h === 'docker.io';
+  return (hub ? DOCKER_HUB : h) + rest;
+}
+
+function toCredential(entry: AuthEntry, source: string, key: string, log?: Logger): Credential | undefined {
+  const c: Credential = { source, key };
+  if (typeof entry.auth === 'string' && entry.auth !== '') {
+    const dec = Buffer.from(entry.auth, 'base64').toString('utf8');
+    const i = dec.indexOf(':');
+    if (i <= 0) {
+      log?.warn({ file: source, registry: key }, 'ignoring an auth entry whose "auth" is not base64 of user:password');
+      return undefined;
+    }
+    c.username = dec.slice(0, i);
+    c.password = dec.slice(i + 1);
+  }
+  if (typeof entry.username === 'string' && entry.username !== '') c.username = entry.username;
+  if (typeof entry.password === 'string' && entry.password !== '') c.password = entry.password;
+  if (typeof entry.identitytoken === 'string' && entry.identitytoken !== '') c.identityToken = entry.identitytoken;
+  if (typeof entry.registrytoken === 'string' && entry.registrytoken !== '') c.registryToken = entry.registrytoken;
+  if (!c.password && !c.identityToken && !c.registryToken) return undefined;
+  return c;
+}
+
+export class CredentialStore {
+  /** in priority order: earlier sources win for the same key */
+  private readonly entries: Array<Map<string, Credential>> = [];
+
+  add(source: string, doc: unknown, log?: Logger): number {
+    if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return 0;
+    const o = doc as Record<string, unknown>;
+    const auths = (o.auths && typeof o.auths === 'object' ? o.auths : 'auths' in o ? {} : o) as Record<string, unknown>;
+    const map = new Map<string, Credential>();
+    for (const [key, entry] of Object.entries(auths)) {
+      if (!entry || typeof entry !== 'object') continue;
+      const norm = normalizeAuthKey(key);
+      const c = toCredential(entry as AuthEntry, source, norm, log);
+      if (c && !map.has(norm)) map.set(norm, c);
+    }
+    this.entries.push(map);
+    return map.size;
+  }
+
+  /** The credential for `registry/repository`: the most specific key first, then the earliest source. */
+  lookup(registry: string, repository: string): Credential | undefined {
+    const parts = repository.split('/');
+    const keys: string[] = [];
+    for (let n = parts.length; n >= 1; n--) keys.push(`${registry}/${parts.slice(0, n).join('/')}`);
+    keys.push(registry);
+    for (const k of keys) {
+      for (const m of this.entries) {
+        const c = m.get(k);
+        if (c) return c;
+      }
+    }
+    return undefined;
+  }
+
+  get size(): number {
+    return this.entries.reduce((n, m) => n + m.size, 0);
+  }
+}
+
+const SECRET_FILES = new Set(['.dockerconfigjson', '.dockercfg']);
+
+/** Paths of the pull-secret files under `dir`, sorted; the kubelet's `..data`/`..<timestamp>` copies skipped. */
+async function findSecretFiles(dir: string, depth = 0): Promise<string[]> {
+  if (depth > 8) return [];
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw e;
+  }
+  const out: string[] = [];
+  for (const name of names.sort()) {
+    // a Kubernetes secret volume holds each file once under its name and again under ..data/..TIMESTAMP
+    if (name.startsWith('..')) continue;
+    const p = path.join(dir, name);
+    const st = await fs.stat(p).catch(() => undefined);
+    if (!st) continue;
+    if (st.isDirectory()) out.push(...(await findSecretFiles(p, depth + 1)));
+    else if (st.isFile() && SECRET_FILES.has(name)) out.push(p);
+  }
+  return out;
+}
+
+async function readJson(file: string): Promise<unknown> {
+  const text = await fs.readFile(file, 'utf8');
+  try {
+    return JSON.parse(text);
+  } catch {
+    // never echo the text: it holds secrets
+    throw new UsageError(`${file} is not valid JSON (expected a docker config / containers-auth.json)`);
+  }
+}
+
+export interface CredentialSources {
+  pullSecretsDir?: string;
+  authFile?: string;
+  log?: Logger;
+}
+
+/** Reads every credential source; missing ones are fine (no secrets mounted), unreadable JSON is a UsageError. */
+export async function loadCredentials(src: CredentialSources): Promise<CredentialStore> {
+  const store = new CredentialStore();
+  if (src.pullSecretsDir) {
+    for (const file of await findSecretFiles(src.pullSecretsDir)) {
+      const n = store.add(file, await readJson(file), src.log);
+      src.log?.debug({ file, registries: n }, 'read pull secret');
+    }
+  }
+  if (src.authFile) {
+    try {
+      const n = store.add(src.authFile, await readJson(src.authFile), src.log);
+      src.log?.debug({ file: src.authFile, registries: n }, 'read auth file');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      src.log?.debug({ file: src.authFile }, 'auth file does not exist; no credentials from it');
+    }
+  }
+  return store;
+}

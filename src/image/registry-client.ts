@@ -1,0 +1,432 @@
+/**
+ * HTTP to one registry (OCI distribution v1.1) on undici: scheme discovery with the `/v2/` ping, the auth
+ * challenge (anonymous, Basic, Bearer tokens cached per scope until they expire), bounded retries with backoff
+ * on resets, 5xx and 429 (`Retry-After` honoured), and redirects followed by hand so that a redirect to another
+ * host never carries the registry's Authorization header.
+ *
+ * Secrets (passwords, tokens, Authorization values) never go into a log line or an error message; URLs are
+ * logged without their query (a redirect to object storage carries a signature there).
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { OperationError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { parseChallenges, type Challenge } from './challenge.js';
+import type { Credential } from './credentials.js';
+import { isLoopbackHost } from './reference.js';
+import { caBundle, type RegistryTls } from './trust.js';
+
+export interface RetryPolicy {
+  /** total tries of one request, the first included */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 250, maxDelayMs: 4000 };
+const MAX_RETRY_AFTER_MS = 10_000;
+const MAX_REDIRECTS = 5;
+
+export interface RegistryClientOptions {
+  /** normalised registry name (docker.io, 127.0.0.1:5000): what messages and auth lookups use */
+  registry: string;
+  /** host[:port] to connect to */
+  endpoint: string;
+  insecure?: boolean;
+  credential?: Credential;
+  /** where credentials were looked for, for the "no credentials" message */
+  credentialHint?: string;
+  tls: RegistryTls;
+  log: Logger;
+  retry?: RetryPolicy;
+  /** per-request timeouts (ms) */
+  headersTimeout?: number;
+  bodyTimeout?: number;
+}
+
+export interface SendOptions {
+  /** repository the request is about: decides the token scope */
+  repository: string;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** what is being fetched, for messages: "manifest host/repo:tag", "blob sha256:..." */
+  what: string;
+  /** statuses the caller handles itself (e.g. 404 → "tag not found"); others become errors */
+  accept?: number[];
+}
+
+export interface RegistryResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: Dispatcher.ResponseData['body'];
+  /** the URL that answered (after redirects), without query */
+  url: string;
+}
+
+interface CachedToken {
+  value: string;
+  expiresAt: number;
+}
+
+const RETRYABLE_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
+  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
+]);
+
+const CERT_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_CERT_ALTNAME_INVALID|HOSTNAME_MISMATCH/;
+
+function errorCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (typeof e.code === 'string') return e.code;
+  }
+  return undefined;
+}
+
+function errorText(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err as { message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
+    if (typeof e.message === 'string' && e.message && !parts.includes(e.message)) parts.push(e.message);
+  }
+  return parts.join(': ') || String(err);
+}
+
+export function isRetryableError(err: unknown): boolean {
+  if (err instanceof OperationError) return false;
+  const code = errorCode(err);
+  return code !== undefined && RETRYABLE_CODES.has(code);
+}
+
+function isCertificateError(err: unknown): boolean {
+  const code = errorCode(err) ?? '';
+  return CERT_CODES.test(code);
+}
+
+/** A TLS handshake that got a plain-HTTP answer (or none that speaks TLS). */
+function isNotTlsError(err: unknown): boolean {
+  const code = errorCode(err) ?? '';
+  return code.startsWith('ERR_SSL_') || code === 'EPROTO' || /wrong version number|packet length too long/i.test(errorText(err));
+}
+
+function stripQuery(u: string): string {
+  const i = u.search(/[?#]/);
+  return i < 0 ? u : u.slice(0, i);
+}
+
+function header(h: IncomingHttpHeaders, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Delay before retry n (0-based), or the server's Retry-After when it says so. */
+function retryDelay(policy: RetryPolicy, n: number, retryAfter?: string): number {
+  if (retryAfter) {
+    const secs = Number(retryAfter);
+    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(retryAfter) - Date.now();
+    if (Number.isFinite(ms) && ms >= 0) return Math.min(ms, MAX_RETRY_AFTER_MS);
+  }
+  const base = Math.min(policy.baseDelayMs * 2 ** n, policy.maxDelayMs);
+  return base / 2 + Math.random() * (base / 2);
+}
+
+/** The `code: message` of a registry error body, if it has one (distribution's {"errors": [...]}). */
+async function registryErrorText(body: Dispatcher.ResponseData['body']): Promise<string | undefined> {
+  try {
+    const text = (await body.text()).slice(0, 4096);
+    const doc = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
+    const e = doc.errors?.[0];
+    if (e) return [e.code, e.message].filter(Boolean).join(': ');
+  } catch {
+    // not JSON: the status says enough
+  }
+  return undefined;
+}
+
+class HttpStatusError extends Error {
+  constructor(readonly statusCode: number, readonly retryAfter?: string) {
+    super(`HTTP ${statusCode}`);
+  }
+}
+
+export class RegistryClient {
+  private readonly opts: RegistryClientOptions;
+  private readonly retry: RetryPolicy;
+  private readonly dispatcher: Agent;
+  private base: string | undefined;
+  private pinging: Promise<void> | undefined;
+  private challenge: Challenge | undefined;
+  private readonly tokens = new Map<string, CachedToken>();
+  private warnedInsecure = false;
+
+  constructor(opts: RegistryClientOptions) {
+    this.opts = opts;
+    this.retry = opts.retry ?? DEFAULT_RETRY;
+    const ca = caBundle(opts.tls.extraCAs);
+    this.dispatcher = new Agent({
+      connect: {
+        ...(ca ? { ca } : {}),
+        ...(opts.tls.clientCert ?? {}),
+        rejectUnauthorized: !opts.insecure,
+      },
+      headersTimeout: opts.headersTimeout ?? 60_000,
+      bodyTimeout: opts.bodyTimeout ?? 60_000,
+    });
+  }
+
+  get registry(): string {
+    return this.opts.registry;
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
+  /** One raw HTTP exchange; every error is the caller's to classify. */
+  private async raw(method: string, url: string, headers: Record<string, string>, signal?: AbortSignal)
+    : Promise<RegistryResponse> {
+    const res = await request(url, { method: method as Dispatcher.HttpMethod, headers, signal, dispatcher: this.dispatcher });
+    this.opts.log.debug({ method, url: stripQuery(url), status: res.statusCode }, 'registry request');
+    return { statusCode: res.statusCode, headers: res.headers, body: res.body, url: stripQuery(url) };
+  }
+
+  /** Runs `fn` with bounded retries on transient failures (resets, 5xx, 429). */
+  async withRetries<T>(what: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    for (let n = 0; ; n++) {
+      try {
+        return await fn();
+      } catch (err) {
+        signal?.throwIfAborted();
+        const transient = err instanceof HttpStatusError || isRetryableError(err);
+        if (!transient || n + 1 >= this.retry.attempts) {
+          if (err instanceof HttpStatusError) {
+            throw new OperationError(`registry ${this.registry}: ${what} failed with HTTP ${err.statusCode} after ${n + 1} tries`);
+          }
+          throw this.networkError(err, what, n + 1);
+        }
+        const delay = retryDelay(this.retry, n, err instanceof HttpStatusError ? err.retryAfter : undefined);
+        this.opts.log.warn({ registry: this.registry, what, attempt: n + 1, retryInMs: Math.round(delay),
+          reason: err instanceof HttpStatusError ? `HTTP ${err.statusCode}` : errorCode(err) ?? errorText(err) },
+          'registry request failed; retrying');
+        await sleep(delay, undefined, { signal });
+      }
+    }
+  }
+
+  /** A one-line error for a failure below HTTP (connection, TLS). */
+  networkError(err: unknown, what: string, tries: number): Error {
+    if (err instanceof OperationError || (err instanceof Error && err.name === 'AbortError')) return err;
+    if (isCertificateError(err)) {
+      return new OperationError(
+        `registry ${this.registry}: TLS certificate not trusted (${errorText(err)}); add its CA to ` +
+          `/etc/containers/certs.d/${this.opts.endpoint}/ca.crt or allow insecurePull`, { cause: err });
+    }
+    const t = tries > 1 ? ` after ${tries} tries` : '';
+    return new OperationError(`registry ${this.registry}: ${what} failed${t}: ${errorText(err)}`, { cause: err });
+  }
+
+  /** Finds the scheme (https, or http where allowed) and the auth challenge, once. */
+  private ensureBase(signal?: AbortSignal): Promise<void> {
+    if (this.base) return Promise.resolve();
+    this.pinging ??= this.ping(signal).finally(() => {
+      this.pinging = undefined;
+    });
+    return this.pinging;
+  }
+
+  private async ping(signal?: AbortSignal): Promise<void> {
+    const { endpoint, insecure } = this.opts;
+    const mayUseHttp = insecure || isLoopbackHost(endpoint);
+    const pingAt = async (base: string) =>
+      this.withRetries('ping /v2/', signal, async () => {
+        const res = await this.raw('GET', `${base}/v2/`, {}, signal);
+        await res.body.dump();
+        if (res.statusCode >= 500 || res.statusCode === 429) {
+          throw new HttpStatusError(res.statusCode, header(res.headers, 'retry-after'));
+        }
+        return res;
+      });
+    let res: RegistryResponse;
+    try {
+      res = await pingAt(`https://${endpoint}`);
+      this.base = `https://${endpoint}`;
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause ?? err;
+      if (!mayUseHttp || isCertificateError(cause) || !(isNotTlsError(cause) || insecure)) throw err;
+      this.opts.log.debug({ registry: this.registry, reason: errorText(cause) }, 'HTTPS failed; trying plain HTTP');
+      res = await pingAt(`http://${endpoint}`);
+      this.base = `http://${endpoint}`;
+    }
+    if (insecure && !this.warnedInsecure) {
+      this.warnedInsecure = true;
+      this.opts.log.warn({ registry: this.registry, scheme: this.base.split(':')[0] },
+        'insecure pull: TLS certificates are not verified and plain HTTP is allowed for this registry');
+    }
+    if (res.statusCode === 401) this.challenge = this.pickChallenge(res.headers);
+  }
+
+  private pickChallenge(headers: IncomingHttpHeaders): Challenge | undefined {
+    const cs = parseChallenges(headers['www-authenticate']);
+    return cs.find((c) => c.scheme === 'bearer') ?? cs.find((c) => c.scheme === 'basic');
+  }
+
+  private basicValue(): string | undefined {
+    const c = this.opts.credential;
+    if (!c?.username || c.password === undefined) return undefined;
+    return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
+  }
+
+  /** The Authorization value for a repository's pull scope, fetching a token when the registry wants one. */
+  private async authorization(repository: string, signal?: AbortSignal, forceNew = false): Promise<string | undefined> {
+    const ch = this.challenge;
+    if (!ch) return undefined;
+    if (ch.scheme === 'basic') return this.basicValue();
+    if (this.opts.credential?.registryToken) return `Bearer ${this.opts.credential.registryToken}`;
+    const scope = `repository:${repository}:pull`;
+    const cached = this.tokens.get(scope);
+    if (!forceNew && cached && cached.expiresAt > Date.now()) return `Bearer ${cached.value}`;
+    const token = await this.fetchToken(ch, scope, signal);
+    this.tokens.set(scope, token);
+    return `Bearer ${token.value}`;
+  }
+
+  private async fetchToken(ch: Challenge, scope: string, signal?: AbortSignal): Promise<CachedToken> {
+    const realm = ch.params.realm;
+    if (!realm) throw new OperationError(`registry ${this.registry}: Bearer challenge without a realm`);
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw new OperationError(`registry ${this.registry}: Bearer challenge with an invalid realm`);
+    }
+    const cred = this.opts.credential;
+    const what = `token request to ${url.host}`;
+    const res = await this.withRetries(what, signal, async () => {
+      let r: RegistryResponse;
+      if (cred?.identityToken) {
+        // docker's identitytoken is an OAuth2 refresh token, exchanged with a POST
+        const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken,
+          client_id: 'kmm-worker', scope });
+        if (ch.params.service) form.set('service', ch.params.service);
+        const resp = await request(url, { method: 'POST', body: form.toString(), signal, dispatcher: this.dispatcher,
+          headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+        r = { statusCode: resp.statusCode, headers: resp.headers, body: resp.body, url: stripQuery(url.href) };
+      } else {
+        const u = new URL(url);
+        if (ch.params.service) u.searchParams.set('service', ch.params.service);
+        u.searchParams.set('scope', scope);
+        const basic = this.basicValue();
+        r = await this.raw('GET', u.href, basic ? { authorization: basic } : {}, signal);
+      }
+      if (r.statusCode >= 500 || r.statusCode === 429) {
+        await r.body.dump();
+        throw new HttpStatusError(r.statusCode, header(r.headers, 'retry-after'));
+      }
+      return r;
+    });
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      await res.body.dump();
+      throw new OperationError(cred
+        ? `registry ${this.registry}: the token server ${url.host} rejected the credentials from ${cred.source} (HTTP ${res.statusCode})`
+        : `registry ${this.registry}: the token server ${url.host} refused anonymous access (HTTP ${res.statusCode}); ` +
+          `no credentials found for ${this.registry}${this.hint()}`);
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new OperationError(`registry ${this.registry}: the token server ${url.host} answered HTTP ${res.statusCode}`);
+    }
+    let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
+    try {
+      doc = (await res.body.json()) as typeof doc;
+    } catch {
+      throw new OperationError(`registry ${this.registry}: the token server ${url.host} sent no JSON token`);
+    }
+    const value = typeof doc.token === 'string' && doc.token ? doc.token
+      : typeof doc.access_token === 'string' ? doc.access_token : '';
+    if (!value) throw new OperationError(`registry ${this.registry}: the token server ${url.host} sent no token`);
+    // the spec's default lifetime is 60 s; renew a little early so a token never expires mid-request
+    const secs = typeof doc.expires_in === 'number' && doc.expires_in > 0 ? doc.expires_in : 60;
+    const issued = typeof doc.issued_at === 'string' ? Date.parse(doc.issued_at) : NaN;
+    const start = Number.isFinite(issued) && issued <= Date.now() ? issued : Date.now();
+    this.opts.log.debug({ registry: this.registry, scope, expiresIn: secs }, 'obtained a registry token');
+    return { value, expiresAt: start + Math.max(secs - 10, secs / 2) * 1000 };
+  }
+
+  private hint(): string {
+    return this.opts.credentialHint ? ` (looked in ${this.opts.credentialHint})` : '';
+  }
+
+  /**
+   * GET/HEAD `path` (below /v2/) with auth, retries and redirects. Returns a 2xx response (or one whose status is
+   * in `accept`); anything else becomes a one-line OperationError naming the registry and `what`.
+   */
+  async send(method: 'GET' | 'HEAD', path: string, o: SendOptions): Promise<RegistryResponse> {
+    await this.ensureBase(o.signal);
+    let reauthed = false;
+    for (;;) {
+      const authz = await this.authorization(o.repository, o.signal, reauthed);
+      const res = await this.withRetries(o.what, o.signal, async () => {
+        const r = await this.follow(method, `${this.base}${path}`, { ...(o.headers ?? {}) }, authz, o.signal);
+        if (r.statusCode >= 500 || r.statusCode === 429) {
+          await r.body.dump();
+          throw new HttpStatusError(r.statusCode, header(r.headers, 'retry-after'));
+        }
+        return r;
+      });
+      if (res.statusCode === 401 && !reauthed) {
+        // the registry may ask for a different realm/scheme than the ping said, or a token expired early
+        const ch = this.pickChallenge(res.headers);
+        const insufficient = ch?.params.error === 'insufficient_scope';
+        if (ch && !insufficient && (ch.scheme !== this.challenge?.scheme || !authz || ch.scheme === 'bearer')) {
+          await res.body.dump();
+          this.challenge = ch;
+          reauthed = true;
+          continue;
+        }
+      }
+      if ((res.statusCode >= 200 && res.statusCode < 300) || o.accept?.includes(res.statusCode)) return res;
+      throw await this.statusError(res, o, Boolean(authz));
+    }
+  }
+
+  private async statusError(res: RegistryResponse, o: SendOptions, hadAuth: boolean): Promise<OperationError> {
+    const detail = await registryErrorText(res.body);
+    const cred = this.opts.credential;
+    const d = detail ? ` (${detail})` : '';
+    if (res.statusCode === 401) {
+      const ch = this.pickChallenge(res.headers);
+      if (ch?.params.error === 'insufficient_scope' || (ch?.scheme === 'bearer' && hadAuth)) {
+        return new OperationError(`registry ${this.registry}: pull access to ${o.repository} denied: the token ` +
+          `does not grant 'pull' on it (insufficient scope)${cred ? ` with the credentials from ${cred.source}` : ''}`);
+      }
+      if (cred && hadAuth) {
+        return new OperationError(`registry ${this.registry}: authentication failed for ${o.repository}: the ` +
+          `credentials from ${cred.source} were rejected`);
+      }
+      return new OperationError(`registry ${this.registry} requires authentication for ${o.repository} and no ` +
+        `credentials were found for it${this.hint()}`);
+    }
+    if (res.statusCode === 403) {
+      return new OperationError(`registry ${this.registry}: access to ${o.repository} denied (HTTP 403)${d}`);
+    }
+    return new OperationError(`registry ${this.registry}: ${o.what}: HTTP ${res.statusCode}${d}`);
+  }
+
+  /** One request, following redirects; Authorization only goes to the registry's own origin. */
+  private async follow(method: string, url: string, headers: Record<string, string>, authz: string | undefined,
+    signal?: AbortSignal): Promise<RegistryResponse> {
+    const origin = new URL(url).origin;
+    let current = url;
+    for (let hops = 0; ; hops++) {
+      const h = { ...headers };
+      if (authz && new URL(current).origin === origin) h.authorization = authz;
+      const res = await this.raw(method, current, h, signal);
+      const location = header(res.headers, 'location');
+      if (![301, 302, 303, 307, 308].includes(res.statusCode) || !location) return res;
+      await res.body.dump();
+      if (hops >= MAX_REDIRECTS) {
+        throw new OperationError(`registry ${this.registry}: more than ${MAX_REDIRECTS} redirects for ${stripQuery(url)}`);
+      }
+      current = new URL(location, current).href;
+    }
+  }
+}

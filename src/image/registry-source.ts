@@ -1,0 +1,208 @@
+/**
+ * A registry image as a ResolvedImage: the manifest (through an index to the platform's image), the config, and
+ * blobs streamed with sha256 verification and resumed with `Range` after a connection reset.
+ */
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { OperationError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
+import { configPlatform, indexPlatforms, parseManifest, selectPlatform, type Manifest } from './manifest.js';
+import { formatPlatform } from './platform.js';
+import { manifestRef, type RegistryReference } from './reference.js';
+import { isRetryableError, type RegistryClient, type RegistryResponse, DEFAULT_RETRY } from './registry-client.js';
+import type { Descriptor, Platform, ResolvedImage } from './types.js';
+import { readVerified, sha256Digest, verifiedStream } from './verify.js';
+
+/** Resumes of one blob download after a mid-stream failure. */
+const MAX_BLOB_RESUMES = 5;
+
+function header(res: RegistryResponse, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+async function readLimited(res: RegistryResponse, limit: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > limit) {
+      res.body.destroy();
+      throw new OperationError(`${what}: manifest larger than ${limit} bytes`);
+    }
+    parts.push(c);
+  }
+  return Buffer.concat(parts);
+}
+
+async function notFound(res: RegistryResponse, ref: RegistryReference, what: string): Promise<OperationError> {
+  let code = '';
+  try {
+    code = ((await res.body.json()) as { errors?: Array<{ code?: string }> }).errors?.[0]?.code ?? '';
+  } catch {
+    // no JSON body
+  }
+  if (code === 'NAME_UNKNOWN') {
+    return new OperationError(`image ${ref.name}: repository ${ref.repository} not found on registry ${ref.registry}`);
+  }
+  return new OperationError(`image ${ref.name}: ${what} not found on registry ${ref.registry}`);
+}
+
+export interface FetchedManifest {
+  digest: string;
+  mediaType: string;
+  manifest: Manifest;
+}
+
+/** GET one manifest by tag or digest; the bytes are checked against the digest asked for (or announced). */
+export async function fetchManifest(client: RegistryClient, ref: RegistryReference, reference: string,
+  signal?: AbortSignal): Promise<FetchedManifest> {
+  const isDigest = reference.startsWith('sha256:');
+  const what = isDigest ? `manifest ${reference}` : `tag '${reference}'`;
+  const res = await client.send('GET', `/v2/${ref.repository}/manifests/${reference}`, {
+    repository: ref.repository, headers: { accept: MANIFEST_ACCEPT }, signal, what: `manifest of ${ref.name}`,
+    accept: [404],
+  });
+  if (res.statusCode === 404) throw await notFound(res, ref, what);
+  const body = await readLimited(res, MAX_MANIFEST_BYTES, `image ${ref.name}`);
+  const digest = sha256Digest(body);
+  if (isDigest && digest !== reference) {
+    throw new OperationError(`image ${ref.name}: manifest ${reference} does not match its digest (got ${digest})`);
+  }
+  const announced = header(res, 'docker-content-digest');
+  if (announced && announced.startsWith('sha256:') && announced !== digest) {
+    throw new OperationError(`image ${ref.name}: the registry says the manifest is ${announced} but its content is ${digest}`);
+  }
+  const manifest = parseManifest(body, header(res, 'content-type'), `image ${ref.name}`);
+  return { digest, mediaType: manifest.mediaType, manifest };
+}
+
+/**
+ * The bytes of a blob, from the registry; when the connection breaks mid-blob, asks again from where it broke
+ * (`Range`), or from the start when the registry ignores ranges (then the bytes already passed on are skipped).
+ */
+async function* blobChunks(client: RegistryClient, ref: RegistryReference, desc: Descriptor, log: Logger,
+  signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const path = `/v2/${ref.repository}/blobs/${desc.digest}`;
+  const what = `blob ${desc.digest}`;
+  const get = async (from: number) => {
+    const res = await client.send('GET', path, {
+      repository: ref.repository, signal, what: `download of ${what}`, accept: [404, 416],
+      headers: from > 0 ? { range: `bytes=${from}-` } : {},
+    });
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      throw new OperationError(`image ${ref.name}: ${what} not found on registry ${ref.registry}`);
+    }
+    if (res.statusCode === 416) {
+      await res.body.dump();
+      throw new OperationError(`image ${ref.name}: ${what}: the registry refused to resume at byte ${from}`);
+    }
+    return res;
+  };
+  let delivered = 0;
+  let res = await get(0);
+  for (let resumes = 0; ; ) {
+    // bytes of this response to drop because they were delivered before (a 200 answer to a Range request)
+    let skip = 0;
+    if (delivered > 0) {
+      const range = header(res, 'content-range');
+      if (res.statusCode === 206 && range && new RegExp(`^bytes ${delivered}-`).test(range)) skip = 0;
+      else if (res.statusCode === 200) skip = delivered;
+      else {
+        await res.body.dump();
+        throw new OperationError(`image ${ref.name}: ${what}: unexpected answer to a resumed download (HTTP ${res.statusCode})`);
+      }
+    }
+    let done = false;
+    const body = res.body;
+    try {
+      for await (const c of body as AsyncIterable<Buffer>) {
+        let chunk = c;
+        if (skip > 0) {
+          if (chunk.length <= skip) {
+            skip -= chunk.length;
+            continue;
+          }
+          chunk = chunk.subarray(skip);
+          skip = 0;
+        }
+        delivered += chunk.length;
+        yield chunk;
+      }
+      done = true;
+      return;
+    } catch (err) {
+      signal?.throwIfAborted();
+      if (!isRetryableError(err) || resumes >= MAX_BLOB_RESUMES) {
+        throw client.networkError(err, `download of ${what} (at byte ${delivered} of ${desc.size})`, resumes + 1);
+      }
+      resumes++;
+      const delay = Math.min(DEFAULT_RETRY.baseDelayMs * 2 ** (resumes - 1), DEFAULT_RETRY.maxDelayMs);
+      log.warn({ registry: ref.registry, digest: desc.digest, atByte: delivered, size: desc.size, attempt: resumes,
+        retryInMs: delay }, 'blob download interrupted; resuming');
+      await sleep(delay, undefined, { signal });
+      res = await get(delivered);
+    } finally {
+      // a consumer that stops early (or an error) must not leave the socket half-read
+      if (!done && !body.destroyed) body.destroy();
+    }
+  }
+}
+
+export async function openRegistryImage(client: RegistryClient, ref: RegistryReference, want: Platform, log: Logger,
+  signal?: AbortSignal): Promise<ResolvedImage> {
+  const top = await fetchManifest(client, ref, manifestRef(ref), signal);
+  let manifest = top.manifest;
+  let manifestDigest = top.digest;
+  let platforms: string[] = [];
+  if (manifest.kind === 'index') {
+    platforms = indexPlatforms(manifest);
+    const entry = selectPlatform(manifest, want, `image ${ref.name}`);
+    const m = await fetchManifest(client, ref, entry.digest, signal);
+    if (m.manifest.kind !== 'manifest') {
+      throw new OperationError(`image ${ref.name}: the ${formatPlatform(want)} entry is itself an index (nested indexes are not supported)`);
+    }
+    manifest = m.manifest;
+    manifestDigest = m.digest;
+    log.debug({ image: ref.name, platform: formatPlatform(want), digest: manifestDigest }, 'selected platform');
+  }
+  const image = manifest;
+  const openBlob = async (desc: Descriptor, o?: { signal?: AbortSignal }): Promise<Readable> =>
+    verifiedStream(blobChunks(client, ref, desc, log, o?.signal ?? signal), desc, `image ${ref.name}: blob`);
+  if (platforms.length === 0) {
+    const config = await readVerified(blobChunks(client, ref, image.config, log, signal), image.config,
+      MAX_MANIFEST_BYTES, `image ${ref.name}: config`);
+    const p = configPlatform(config);
+    if (p) platforms = [formatPlatform(p)];
+  }
+  return {
+    reference: ref.name,
+    digest: top.digest,
+    mediaType: top.mediaType,
+    manifestDigest,
+    platforms,
+    config: image.config,
+    layers: image.layers,
+    openBlob,
+  };
+}
+
+/** The digest the reference points at, with one manifest request (HEAD; GET only if HEAD gives no digest). */
+export async function resolveRegistryDigest(client: RegistryClient, ref: RegistryReference, signal?: AbortSignal)
+  : Promise<string> {
+  if (ref.digest) return ref.digest;
+  const tag = manifestRef(ref);
+  const res = await client.send('HEAD', `/v2/${ref.repository}/manifests/${tag}`, {
+    repository: ref.repository, headers: { accept: MANIFEST_ACCEPT }, signal, what: `manifest of ${ref.name}`,
+    accept: [404],
+  });
+  await res.body.dump();
+  if (res.statusCode === 404) {
+    throw new OperationError(`image ${ref.name}: tag '${tag}' not found on registry ${ref.registry}`);
+  }
+  const d = header(res, 'docker-content-digest');
+  if (d && /^sha256:[a-f0-9]{64}$/.test(d)) return d;
+  return (await fetchManifest(client, ref, tag, signal)).digest;
+}
