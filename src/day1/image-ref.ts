@@ -3,6 +3,7 @@
  * so one setting keeps working across kernel upgrades: the pull service fetches the new kernel's image.
  */
 import { OperationError, UsageError } from '../errors.js';
+import { parseReference } from '../image/reference.js';
 
 // OCI distribution's tag grammar.
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
@@ -22,6 +23,11 @@ export function checkImageRepository(repo: string, flag = '--image'): string {
     throw new UsageError(`${flag} must be a repository without a tag (the tag is the running kernel release), got '${value}'`);
   }
   if (!body || body.endsWith('/')) throw new UsageError(`${flag} must name an image repository, got '${value}'`);
+  try {
+    parseReference(value);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${err instanceof Error ? err.message : String(err)}`);
+  }
   return value;
 }
 
