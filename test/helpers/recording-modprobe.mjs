@@ -105,7 +105,8 @@ function srcversionOf(path) {
 function insert(name, path, params, holder) {
   const dir = sys(name);
   if (!isLoaded(name)) {
-    say(`insmod ${path} ${params.join(' ')}`.trimEnd());
+    // kmod's own -v format: `insmod PATH PARAMS` with values that hold spaces quoted
+    say(`insmod ${path} ${params.map((p) => p.replace(/=(.*\s.*)$/s, '="$1"')).join(' ')}`.trimEnd());
     if (!o.dryRun) {
       if (process.env.RECORDING_MODPROBE_FAIL === name) error(`could not insert '${name}': Invalid argument`);
       mkdirSync(join(dir, 'holders'), { recursive: true });
