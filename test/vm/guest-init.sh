@@ -1,0 +1,37 @@
+#!/bin/sh
+# PID 1 of the kmm-worker test guest. The kernel console (ttyS0) carries the kernel's own messages; the second
+# serial port (ttyS1) is a control channel: the host sends one line "<id> <base64 shell script>", the guest runs
+# it and answers with its stdout, stderr (base64) and exit code, framed by "@@OUT/@@ERR/@@RC <id>" lines.
+#
+# Debian's busybox-static ash prefers its own applets over $PATH, so a bare `modprobe` in a script would be
+# busybox's; kmod's tools are called as /usr/sbin/<tool>. Programs started by kmm-worker (execa, no shell) find
+# kmod's modprobe on PATH: the initramfs has no busybox modprobe link.
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/shm /run /tmp /var/lib/firmware
+hostname kmm-vm
+ip link set lo up
+
+ctl=/dev/ttyS1
+stty -F $ctl raw -echo
+exec 3<$ctl 4>$ctl
+
+if grep -q 'kmmvm.net=1' /proc/cmdline; then
+  /usr/sbin/modprobe virtio_pci && /usr/sbin/modprobe virtio_net || echo "@@LOG virtio_net failed to load" >&4
+  i=0
+  while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+  ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 ||
+    echo "@@LOG eth0 setup failed" >&4
+fi
+
+echo "@@READY $(cut -d' ' -f1 /proc/uptime)" >&4
+while read -r id b64 <&3; do
+  [ -n "$id" ] || continue
+  printf '%s' "$b64" | base64 -d > /tmp/.kmmvm-cmd
+  (cd / && sh /tmp/.kmmvm-cmd) </dev/null >/tmp/.kmmvm-out 2>/tmp/.kmmvm-err
+  rc=$?
+  { echo "@@OUT $id"; base64 < /tmp/.kmmvm-out; echo "@@ERR $id"; base64 < /tmp/.kmmvm-err; echo "@@RC $id $rc"; } >&4
+done
+poweroff -f

@@ -1,0 +1,188 @@
+// A booted test guest: Debian's kernel under QEMU with our initramfs, driven over a serial control channel
+// (see guest-init.sh for the guest's half of the protocol). The kernel console goes to a log file.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { acceleratorCandidates, qemuArgsFor, type Accel } from './accel.js';
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** wall time of the command as the host saw it */
+  ms: number;
+}
+
+export interface BootOptions {
+  vmlinux: string;
+  initrd: string;
+  /** where the console log and QEMU's stderr go */
+  workDir: string;
+  memMiB?: number;
+  cpus?: number;
+  /** user-mode networking with no route anywhere but one forward per entry: guest 10.0.2.100:<guestPort> →
+   *  host 127.0.0.1:<hostPort> (one socat per connection: a shared stream breaks clients with several) */
+  forwards?: Array<{ guestPort: number; hostPort: number }>;
+  /** seconds to wait for the guest's READY line */
+  bootTimeoutS?: number;
+  log?: (line: string) => void;
+}
+
+const GUEST_FORWARD_IP = '10.0.2.100';
+export const guestForwardHost = (port: number) => `${GUEST_FORWARD_IP}:${port}`;
+
+export class Guest {
+  private buf = '';
+  private lines: string[] = [];
+  private waiters: Array<() => void> = [];
+  private nextId = 1;
+  private exited = false;
+  private exitInfo = '';
+  readonly consoleLog: string;
+
+  private constructor(
+    private readonly qemu: ChildProcess,
+    readonly accel: Accel,
+    consoleLog: string,
+    private readonly stderrLog: string,
+  ) {
+    this.consoleLog = consoleLog;
+    qemu.stdout!.setEncoding('latin1');
+    qemu.stdout!.on('data', (d: string) => {
+      this.buf += d;
+      let i;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        this.lines.push(this.buf.slice(0, i).replace(/\r$/, ''));
+        this.buf = this.buf.slice(i + 1);
+      }
+      this.wake();
+    });
+    qemu.on('exit', (code, signal) => {
+      this.exited = true;
+      this.exitInfo = signal ? `signal ${signal}` : `exit code ${code}`;
+      this.wake();
+    });
+  }
+
+  bootSeconds = 0;
+  /** guest uptime when /init reported ready */
+  guestUptime = 0;
+
+  private wake() {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** The next control-channel line matching `pred`, skipping others. */
+  private async nextLine(pred: (l: string) => boolean, deadline: number, what: string): Promise<string> {
+    for (;;) {
+      const i = this.lines.findIndex(pred);
+      if (i >= 0) {
+        const [line] = this.lines.splice(0, i + 1).slice(-1);
+        return line!;
+      }
+      if (this.exited) throw new Error(`QEMU ended (${this.exitInfo}) while waiting for ${what}; ${this.diagnostics()}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; ${this.diagnostics()}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The tail of the kernel console and QEMU's stderr, for failure messages. */
+  diagnostics(): string {
+    const tail = (f: string, n: number) =>
+      fs.existsSync(f) ? fs.readFileSync(f, 'latin1').replace(/\r/g, '').trim().split('\n').slice(-n).join('\n') : '';
+    return `console (${this.consoleLog}) tail:\n${tail(this.consoleLog, 25)}\nqemu stderr:\n${tail(this.stderrLog, 10)}`;
+  }
+
+  /** Runs a shell script (busybox sh) in the guest as root. */
+  async exec(script: string, opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
+    const id = `c${this.nextId++}`;
+    const t0 = Date.now();
+    const deadline = t0 + (opts.timeoutMs ?? 120_000);
+    this.qemu.stdin!.write(`${id} ${Buffer.from(script).toString('base64')}\n`);
+    const what = `the result of: ${script.trim().split('\n')[0]!.slice(0, 100)}`;
+    await this.nextLine((l) => l === `@@OUT ${id}`, deadline, what);
+    const section = async (end: (l: string) => boolean) => {
+      const parts: string[] = [];
+      for (;;) {
+        const l = await this.nextLine(() => true, deadline, what);
+        if (end(l)) return { text: Buffer.from(parts.join(''), 'base64').toString('utf8'), end: l };
+        parts.push(l);
+      }
+    };
+    const out = await section((l) => l === `@@ERR ${id}`);
+    const err = await section((l) => l.startsWith(`@@RC ${id} `));
+    return { code: Number(err.end.split(' ')[2]), stdout: out.text, stderr: err.text, ms: Date.now() - t0 };
+  }
+
+  async poweroff(): Promise<void> {
+    if (this.exited) return;
+    this.qemu.stdin!.write(`off ${Buffer.from('sync; poweroff -f').toString('base64')}\n`);
+    const timer = setTimeout(() => this.qemu.kill('SIGKILL'), 15_000);
+    if (!this.exited) await once(this.qemu, 'exit');
+    clearTimeout(timer);
+  }
+
+  kill(): void {
+    if (!this.exited) this.qemu.kill('SIGKILL');
+  }
+
+  static async boot(opts: BootOptions): Promise<Guest> {
+    const log = opts.log ?? (() => {});
+    for (const f of [opts.vmlinux, opts.initrd]) if (!fs.existsSync(f)) throw new Error(`missing ${f}`);
+    const { accels, why } = await acceleratorCandidates();
+    log(`accelerator candidates: ${accels.join(', ')} (${why})`);
+    let lastErr: unknown;
+    for (const accel of accels) {
+      const t0 = Date.now();
+      const consoleLog = path.join(opts.workDir, `console-${accel}.log`);
+      const stderrLog = path.join(opts.workDir, `qemu-${accel}.stderr`);
+      const args = [
+        ...qemuArgsFor(accel),
+        '-m', String(opts.memMiB ?? 1536), '-smp', String(opts.cpus ?? 1),
+        '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+        '-kernel', opts.vmlinux, '-initrd', opts.initrd,
+        '-append', `console=ttyS0 panic=-1 quiet${opts.forwards?.length ? ' kmmvm.net=1' : ''}`,
+        '-chardev', `file,id=con,path=${consoleLog}`, '-serial', 'chardev:con',
+        '-chardev', 'stdio,id=ctl,signal=off', '-serial', 'chardev:ctl',
+      ];
+      if (opts.forwards?.length) {
+        const fwd = opts.forwards
+          .map((f) => `guestfwd=tcp:${GUEST_FORWARD_IP}:${f.guestPort}-cmd:socat STDIO TCP:127.0.0.1:${f.hostPort}`)
+          .join(',');
+        args.push('-netdev', `user,id=n0,restrict=on,${fwd}`, '-device', 'virtio-net-pci,netdev=n0,romfile=');
+      }
+      const qemu = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', fs.openSync(stderrLog, 'w')] });
+      const spawned = await Promise.race([
+        once(qemu, 'spawn').then(() => true),
+        once(qemu, 'error').then(([e]) => {
+          throw new Error(`cannot start qemu-system-x86_64 (install qemu-system-x86): ${(e as Error).message}`);
+        }),
+      ]);
+      void spawned;
+      const guest = new Guest(qemu, accel, consoleLog, stderrLog);
+      const timeout = (accel === 'kvm' ? 30 : (opts.bootTimeoutS ?? 120)) * 1000;
+      try {
+        const ready = await guest.nextLine((l) => l.startsWith('@@READY'), Date.now() + timeout, 'the guest to boot');
+        guest.bootSeconds = (Date.now() - t0) / 1000;
+        guest.guestUptime = Number(ready.split(' ')[1]);
+        log(`booted with ${accel} in ${guest.bootSeconds.toFixed(1)} s (guest uptime ${guest.guestUptime} s)`);
+        return guest;
+      } catch (e) {
+        guest.kill();
+        lastErr = e;
+        log(`boot with ${accel} failed: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    throw lastErr;
+  }
+}

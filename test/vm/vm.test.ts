@@ -1,0 +1,221 @@
+// Proof on a real kernel: Debian's kernel boots under QEMU with Node 24 and kmm-worker (built from this
+// checkout) in its initramfs; real `kmm-worker` commands run inside it, and every assertion is about what the
+// kernel says (/proc/modules, /sys/module, dmesg). The kmod image comes from a real registry on the host's
+// loopback, reached through QEMU user networking. See docs/vm.md.
+import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
+import YAML from 'yaml';
+import { startLab, GUEST_SHARED_DIR, type Lab } from './lab.js';
+import type { ExecResult } from './guest.js';
+import { FIRMWARE_BODY, FIRMWARE_REL } from './kmod-image.js';
+
+const HOST_FIRMWARE = '/var/lib/firmware';
+const t0 = Date.now();
+let lab: Lab;
+
+t.before(async () => {
+  lab = await startLab((line) => t.comment(`vm: ${line}`));
+  t.comment(`vm: accelerator used: ${lab.guest.accel}`);
+});
+t.teardown(async () => {
+  await lab?.close();
+  t.comment(`vm: whole suite ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+});
+
+// ---------------------------------------------------------------- guest helpers
+const sh = (script: string, timeoutMs?: number) => lab.guest.exec(script, { timeoutMs });
+
+async function kw(args: string): Promise<ExecResult> {
+  const r = await sh(`kmm-worker ${args}`);
+  return r;
+}
+
+/** /proc/modules as name → { refcnt, state } */
+async function procModules(): Promise<Map<string, { refcnt: number; state: string; line: string }>> {
+  const r = await sh('cat /proc/modules');
+  const m = new Map<string, { refcnt: number; state: string; line: string }>();
+  for (const line of r.stdout.trim().split('\n').filter(Boolean)) {
+    const f = line.split(/\s+/);
+    m.set(f[0]!, { refcnt: Number(f[2]), state: f[4]!, line });
+  }
+  return m;
+}
+
+async function read(file: string): Promise<string | undefined> {
+  const r = await sh(`cat '${file}'`);
+  return r.code === 0 ? r.stdout.replace(/\n$/, '') : undefined;
+}
+
+async function exists(file: string): Promise<boolean> {
+  return (await sh(`test -e '${file}'`)).code === 0;
+}
+
+/** The kernel ring buffer since the last call (busybox `dmesg -c` reads and clears). */
+async function dmesgDrain(): Promise<string[]> {
+  const r = await sh('dmesg -c');
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+const indexOfLine = (lines: string[], text: string) => lines.findIndex((l) => l.includes(text));
+
+async function writeConfig(name: string, config: Record<string, unknown>): Promise<string> {
+  const file = `/etc/kmm/${name}.yaml`;
+  const r = await sh(`mkdir -p /etc/kmm && cat > ${file} <<'KMM_EOF'\n${YAML.stringify(config)}KMM_EOF`);
+  if (r.code !== 0) throw new Error(`writing ${file}: ${r.stderr}`);
+  return file;
+}
+
+const hostSrcversion = (module: string) =>
+  execFileSync('modinfo', ['-F', 'srcversion', lab.kmods.ko[module]!], { encoding: 'utf8' }).trim();
+
+function exitsWith(t: Test, r: ExecResult, code: number, what: string) {
+  t.equal(r.code, code, `${what} exits ${code} (${(r.ms / 1000).toFixed(1)} s)`, { stderr: r.stderr, stdout: r.stdout });
+}
+
+// Scenarios 2-5 take the kmods as a KMM init container leaves them (--shared-dir); scenario 1 pulls.
+const SHARED = `--shared-dir ${GUEST_SHARED_DIR}`;
+
+const baseConfig = (moduleName: string, extra: Record<string, unknown> = {}) => ({
+  kernelVersion: lab.kmods.kver,
+  containerImage: lab.guestImage,
+  imagePullPolicy: 'IfNotPresent',
+  // the guest reaches the registry at 10.0.2.100 over plain HTTP, which is not loopback for kmm-worker
+  insecurePull: true,
+  ...extra,
+  modprobe: { moduleName, ...((extra.modprobe as object | undefined) ?? {}) },
+});
+
+/** Scenario wrapper: prints its result and time as a comment too, so the CI log reads as a report. */
+function scenario(name: string, fn: (t: Test) => Promise<void>) {
+  t.test(name, async (t) => {
+    const s0 = Date.now();
+    await dmesgDrain();
+    await fn(t);
+    const ok = t.passing();
+    t.comment(`vm: ${name}: ${ok ? 'PASS' : 'FAIL'} (${((Date.now() - s0) / 1000).toFixed(1)} s)`);
+  });
+}
+
+// ---------------------------------------------------------------- scenarios
+scenario('guest: the Debian kernel, Node 24 and kmm-worker are what runs', async (t) => {
+  t.equal(await read('/proc/sys/kernel/osrelease'), lab.kmods.kver);
+  t.match((await sh('node --version')).stdout, /^v24\./);
+  t.match((await kw('version')).stdout, /kmm-worker/);
+  t.notOk((await procModules()).has('kmm_hello'), 'no test module is loaded at boot');
+});
+
+scenario('1. kmod load pulls the image from the host registry; parameters reach the kernel; unload', async (t) => {
+  const cfg = await writeConfig('hello', baseConfig('kmm_hello', {
+    modprobe: { parameters: ['count=7', 'greeting=from-kmm-worker'] },
+  }));
+  await lab.registry.clearRequests();
+  exitsWith(t, await kw(`kmod load ${cfg}`), 0, 'kmod load');
+
+  const reqs = await lab.registry.requests();
+  t.ok(reqs.some((r) => r.method === 'GET' && r.path.startsWith('/v2/kmm/kmm-test-kmods/manifests/') && r.status === 200),
+    'the image manifest was fetched from the host registry', { requests: reqs });
+  t.ok(reqs.some((r) => r.method === 'GET' && r.path.includes('/blobs/sha256:') && r.status === 200),
+    'layer blobs were fetched from the host registry');
+
+  const mods = await procModules();
+  t.equal(mods.get('kmm_hello')?.state, 'Live', '/proc/modules: kmm_hello Live', { line: mods.get('kmm_hello')?.line });
+  t.equal(await read('/sys/module/kmm_hello/parameters/count'), '7');
+  t.equal(await read('/sys/module/kmm_hello/parameters/greeting'), 'from-kmm-worker');
+  t.equal(await read('/sys/module/kmm_hello/srcversion'), hostSrcversion('kmm_hello'), 'srcversion is the image\'s');
+  const dmesg = await dmesgDrain();
+  t.ok(indexOfLine(dmesg, 'kmm_hello: loaded count=7 greeting=from-kmm-worker') >= 0, 'dmesg shows the load', { dmesg });
+
+  exitsWith(t, await kw(`kmod unload ${cfg}`), 0, 'kmod unload');
+  t.notOk((await procModules()).has('kmm_hello'), '/proc/modules: kmm_hello gone');
+  t.notOk(await exists('/sys/module/kmm_hello'), '/sys/module/kmm_hello gone');
+  t.ok(indexOfLine(await dmesgDrain(), 'kmm_hello: unloaded count=7') >= 0, 'dmesg shows the unload');
+});
+
+scenario('1b. kmod load from a KMM init container\'s shared dir: no registry request', async (t) => {
+  const cfg = await writeConfig('shared', {
+    ...baseConfig('kmm_standalone'),
+    containerImage: lab.guestImage.replace('kmm-test-kmods', 'never-pushed'),
+  });
+  await lab.registry.clearRequests();
+  exitsWith(t, await kw(`kmod load ${cfg} --shared-dir ${GUEST_SHARED_DIR}`), 0, 'kmod load --shared-dir');
+  t.equal((await procModules()).get('kmm_standalone')?.state, 'Live', '/proc/modules: kmm_standalone Live');
+  t.same(await lab.registry.requests(), [], 'the registry was not asked');
+  exitsWith(t, await kw(`kmod unload ${cfg} --shared-dir ${GUEST_SHARED_DIR}`), 0, 'kmod unload --shared-dir');
+  t.notOk((await procModules()).has('kmm_standalone'), '/proc/modules: kmm_standalone gone');
+});
+
+scenario('2. firmware: kmm_fw loads only once kmm-worker installed its firmware and set firmware_class.path',
+  async (t) => {
+    const fwFile = `${HOST_FIRMWARE}/${FIRMWARE_REL}`;
+    t.notOk(await exists(fwFile), 'the firmware is not on the host yet');
+    // the proof that the module needs it: without the firmware the kernel refuses it
+    const bare = await sh(`/usr/sbin/modprobe -d ${GUEST_SHARED_DIR}/opt kmm_fw`);
+    t.not(bare.code, 0, 'plain modprobe of kmm_fw fails without the firmware');
+    t.ok(indexOfLine(await dmesgDrain(), `kmm_fw: request_firmware(${FIRMWARE_REL}) failed: -2`) >= 0,
+      'dmesg: request_firmware failed with ENOENT');
+
+    const cfg = await writeConfig('fw', baseConfig('kmm_fw', { modprobe: { firmwarePath: '/firmware' } }));
+    exitsWith(t, await kw(`kmod load ${cfg} ${SHARED} --firmware-path ${HOST_FIRMWARE}`), 0, 'kmod load --firmware-path');
+    t.equal(await read('/sys/module/firmware_class/parameters/path'), HOST_FIRMWARE, 'firmware_class.path set');
+    t.equal(await read(fwFile), FIRMWARE_BODY, 'the image\'s firmware is on the host');
+    t.equal((await procModules()).get('kmm_fw')?.state, 'Live', '/proc/modules: kmm_fw Live');
+    const dmesg = await dmesgDrain();
+    t.ok(indexOfLine(dmesg, `kmm_fw: got firmware ${FIRMWARE_REL} size=${FIRMWARE_BODY.length}`) >= 0,
+      'dmesg: the kernel read the firmware kmm-worker installed', { dmesg });
+
+    exitsWith(t, await kw(`kmod unload ${cfg} ${SHARED} --firmware-path ${HOST_FIRMWARE}`), 0, 'kmod unload');
+    t.notOk((await procModules()).has('kmm_fw'), '/proc/modules: kmm_fw gone');
+    t.notOk(await exists(fwFile), 'the firmware file it installed is removed');
+    t.notOk(await exists(`${HOST_FIRMWARE}/kmm-test`), 'the directory it left empty is removed');
+    t.ok(await exists(HOST_FIRMWARE), 'the host firmware directory itself stays');
+  });
+
+scenario('3. modulesLoadingOrder: loaded last-to-first (dmesg order), unloaded in reverse', async (t) => {
+  const order = ['kmm_hello', 'kmm_standalone', 'kmm_lib'];
+  const cfg = await writeConfig('order', baseConfig('kmm_hello', { modprobe: { modulesLoadingOrder: order } }));
+  exitsWith(t, await kw(`kmod load ${cfg} ${SHARED}`), 0, 'kmod load');
+  const mods = await procModules();
+  for (const m of order) t.equal(mods.get(m)?.state, 'Live', `/proc/modules: ${m} Live`);
+  const loaded = await dmesgDrain();
+  const at = order.map((m) => indexOfLine(loaded, `${m}: loaded`));
+  t.ok(at.every((i) => i >= 0), 'each module logged its load', { dmesg: loaded });
+  t.ok(at[2]! < at[1]! && at[1]! < at[0]!, 'kernel saw kmm_lib, then kmm_standalone, then kmm_hello', { dmesg: loaded });
+
+  exitsWith(t, await kw(`kmod unload ${cfg} ${SHARED}`), 0, 'kmod unload');
+  const left = await procModules();
+  for (const m of order) t.notOk(left.has(m), `/proc/modules: ${m} gone`);
+  const unloaded = await dmesgDrain();
+  const un = order.map((m) => indexOfLine(unloaded, `${m}: unloaded`));
+  t.ok(un.every((i) => i >= 0) && un[0]! < un[1]! && un[1]! < un[2]!,
+    'unloaded in reverse: kmm_hello, kmm_standalone, kmm_lib', { dmesg: unloaded });
+});
+
+scenario('4. in-tree replacement: the in-tree dummy is removed and the image\'s dummy is live', async (t) => {
+  exitsWith(t, await sh('/usr/sbin/modprobe dummy'), 0, 'modprobe of the in-tree dummy');
+  t.equal((await procModules()).get('dummy')?.state, 'Live', 'in-tree dummy Live');
+  t.notOk(await exists('/sys/module/dummy/srcversion'), 'the in-tree build has no srcversion');
+  t.ok(await exists('/sys/class/net/dummy0'), 'the in-tree driver made dummy0');
+
+  const cfg = await writeConfig('dummy', baseConfig('dummy', { inTreeModulesToRemove: ['dummy'] }));
+  exitsWith(t, await kw(`kmod load ${cfg} ${SHARED}`), 0, 'kmod load with inTreeModulesToRemove');
+  t.equal((await procModules()).get('dummy')?.state, 'Live', 'dummy Live');
+  t.equal(await read('/sys/module/dummy/srcversion'), hostSrcversion('dummy'), 'srcversion: the image\'s dummy');
+  t.equal(await read('/sys/module/dummy/version'), '1.0-kmm-oot');
+  t.notOk(await exists('/sys/class/net/dummy0'), 'dummy0 went away with the in-tree driver');
+  t.ok(indexOfLine(await dmesgDrain(), 'dummy: out-of-tree kmm-worker test build loaded') >= 0, 'dmesg: out-of-tree load');
+
+  exitsWith(t, await kw(`kmod unload ${cfg} ${SHARED}`), 0, 'kmod unload');
+  t.notOk((await procModules()).has('dummy'), 'dummy gone; the in-tree one is not reloaded');
+});
+
+scenario('5. without inTreeModulesToRemove the live in-tree dummy is an error (exit 1)', async (t) => {
+  exitsWith(t, await sh('/usr/sbin/modprobe dummy'), 0, 'modprobe of the in-tree dummy');
+  const cfg = await writeConfig('dummy-no-removal', baseConfig('dummy'));
+  const r = await kw(`kmod load ${cfg} ${SHARED}`);
+  exitsWith(t, r, 1, 'kmod load');
+  t.match(r.stderr, /dummy/, 'the message names the module');
+  t.match(r.stderr, /inTreeModulesToRemove/, 'the message says to add it to inTreeModulesToRemove');
+  t.notOk(await exists('/sys/module/dummy/srcversion'), 'the in-tree dummy is still the live one');
+  t.ok(await exists('/sys/class/net/dummy0'), 'dummy0 still there');
+  exitsWith(t, await sh('/usr/sbin/modprobe -r dummy'), 0, 'cleanup: remove the in-tree dummy');
+});
