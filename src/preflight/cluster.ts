@@ -89,12 +89,12 @@ async function readDockerSecret(kube: KubeClients, namespace: string, name: stri
   throw new ModuleCheckFailure(`${id} has no .dockerconfigjson or .dockercfg key`);
 }
 
-/** spec.kernelVersion of a PreflightValidationOCP in the cluster. */
+/** spec.kernelVersion, resourceVersion and status.modules of a PreflightValidationOCP in the cluster. */
 export async function readPreflightValidation(
   kube: KubeClients,
   name: string,
   signal?: AbortSignal,
-): Promise<{ kernelVersion: string | undefined; modules: unknown[] }> {
+): Promise<{ kernelVersion: string | undefined; resourceVersion: string | undefined; modules: unknown[] }> {
   let obj: unknown;
   try {
     obj = await kube.customObjects.getClusterCustomObject({ ...PREFLIGHT_OCP, name }, callOptions({ timeoutMs: API_TIMEOUT_MS, signal }));
@@ -103,33 +103,48 @@ export async function readPreflightValidation(
     throw new OperationError(`cannot read PreflightValidationOCP ${name}: ${describeApiError(err)}`);
   }
   const o = isRecord(obj) ? obj : {};
+  const meta = isRecord(o.metadata) ? o.metadata : {};
   const spec = isRecord(o.spec) ? o.spec : {};
   const status = isRecord(o.status) ? o.status : {};
   return {
     kernelVersion: typeof spec.kernelVersion === 'string' ? spec.kernelVersion : undefined,
+    resourceVersion: typeof meta.resourceVersion === 'string' ? meta.resourceVersion : undefined,
     modules: Array.isArray(status.modules) ? status.modules : [],
   };
 }
 
+export interface StatusPatch {
+  metadata: { resourceVersion?: string };
+  status: { modules: ModuleStatus[] };
+}
+
 /**
- * Writes the results into the PreflightValidationOCP's status subresource with a JSON merge patch, as KMM's
- * controller does: `{"status":{"modules":[...]}}`, other modules' entries kept. Returns the patch sent.
+ * Writes the results into the PreflightValidationOCP's status subresource with a JSON merge patch:
+ * `{"metadata":{"resourceVersion"},"status":{"modules":[...]}}` — the list merged with the entries already
+ * there (other modules kept), and the resourceVersion making a concurrent writer (KMM's own controller) a
+ * conflict that is retried on a fresh read rather than overwritten. Returns the patch that was applied.
  */
 export async function writePreflightStatus(
   kube: KubeClients,
   name: string,
   results: readonly ModuleStatus[],
   signal?: AbortSignal,
-): Promise<{ status: { modules: ModuleStatus[] } }> {
-  const current = await readPreflightValidation(kube, name, signal);
-  const body = { status: { modules: mergeModuleStatuses(current.modules, results) } };
-  try {
-    await kube.customObjects.patchClusterCustomObjectStatus(
-      { ...PREFLIGHT_OCP, name, body },
-      callOptions({ timeoutMs: API_TIMEOUT_MS, signal, contentType: 'application/merge-patch+json' }),
-    );
-  } catch (err) {
-    throw new OperationError(`cannot write the status of PreflightValidationOCP ${name}: ${describeApiError(err)}`);
+): Promise<StatusPatch> {
+  for (let attempt = 1; ; attempt++) {
+    const current = await readPreflightValidation(kube, name, signal);
+    const body: StatusPatch = {
+      metadata: current.resourceVersion ? { resourceVersion: current.resourceVersion } : {},
+      status: { modules: mergeModuleStatuses(current.modules, results) },
+    };
+    try {
+      await kube.customObjects.patchClusterCustomObjectStatus(
+        { ...PREFLIGHT_OCP, name, body },
+        callOptions({ timeoutMs: API_TIMEOUT_MS, signal, contentType: 'application/merge-patch+json' }),
+      );
+      return body;
+    } catch (err) {
+      if (apiStatus(err) === 409 && attempt < 3) continue;
+      throw new OperationError(`cannot write the status of PreflightValidationOCP ${name}: ${describeApiError(err)}`);
+    }
   }
-  return body;
 }

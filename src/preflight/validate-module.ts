@@ -88,11 +88,15 @@ async function imageStage(
   const result = await findKmodInImage(image, m, { signal });
   const wanted = m.moduleName ? `${m.moduleName}.ko` : 'a .ko file (modprobe.rawArgs)';
   if (!result.found) {
-    const carried = result.kernels.length
-      ? `the image carries modules for kernel${result.kernels.length > 1 ? 's' : ''} ${result.kernels.join(', ')}`
-      : `the image carries no .ko under ${result.modulesRoot}`;
-    const others = result.modulesForKernel.length ? ` (for this kernel: ${result.modulesForKernel.map((n) => `${n}.ko`).join(', ')})` : '';
-    throw new ModuleCheckFailure(`${wanted} not found under ${result.lookedIn} in image ${m.containerImage}; ${carried}${others}`);
+    let present: string;
+    if (result.modulesForKernel.length > 0) {
+      present = `for this kernel it has ${result.modulesForKernel.map((n) => `${n}.ko`).join(', ')}`;
+    } else if (result.kernels.length > 0) {
+      present = `the image carries modules for kernel${result.kernels.length > 1 ? 's' : ''} ${result.kernels.join(', ')}`;
+    } else {
+      present = `the image carries no .ko under ${result.modulesRoot}`;
+    }
+    throw new ModuleCheckFailure(`${wanted} not found under ${result.lookedIn} in image ${m.containerImage}; ${present}`);
   }
   return `image ${m.containerImage} has ${result.path}`;
 }
@@ -102,21 +106,22 @@ export function failureReason(m: ResolvedModule, err: unknown, creds: ModuleCred
   const image = m.containerImage;
   if (err instanceof TaskTimeoutError) return `timed out after ${err.seconds}s checking image ${image}`;
   const kind = classifyImageError(err);
-  const detail = oneLine(err);
+  // the registry client's messages start with "image <ref>: "; the status names the image once
+  const detail = oneLine(err).replace(/^image \S+: /, '');
   if (kind === 'not-found') {
     if (m.build || m.sign) {
       const what = m.build && m.sign ? 'build and sign' : m.build ? 'build' : 'sign';
       return `image ${image} does not exist and ${m.mapping} of the Module has ${what}: an in-cluster ${what} is required (KMM's own preflight can run it)`;
     }
-    return `image ${image} not found (${detail})`;
+    return `image ${image} not found: ${detail}`;
   }
   if (kind === 'denied') {
     let hint = '';
-    if (creds) hint = ` with ${creds.description}`;
+    if (creds) hint = ` (used ${creds.description})`;
     else if (m.imageRepoSecret && !secretsReadable) {
       hint = `; imageRepoSecret ${m.imageRepoSecret} is only read with --from-cluster (use --auth-file or --pull-secrets-dir)`;
     } else if (!m.imageRepoSecret) hint = '; the Module has no imageRepoSecret';
-    return `access to image ${image} denied${hint} (${detail})`;
+    return `access to image ${image} denied: ${detail}${hint}`;
   }
   return `image ${image}: ${detail}`;
 }
@@ -133,6 +138,6 @@ export function classifyImageError(err: unknown): 'not-found' | 'denied' | 'othe
   if (status === 401 || status === 403 || /UNAUTHORIZED|DENIED|FORBIDDEN/.test(code)) return 'denied';
   const msg = err instanceof Error ? err.message : String(err);
   if (/\b404\b|not found|manifest unknown|name unknown|no such (image|tag|manifest)/i.test(msg)) return 'not-found';
-  if (/\b40[13]\b|unauthori[sz]ed|denied|forbidden|authentication required/i.test(msg)) return 'denied';
+  if (/\b40[13]\b|unauthori[sz]ed|denied|forbidden|requires authentication|authentication (?:required|failed)/i.test(msg)) return 'denied';
   return 'other';
 }

@@ -1,0 +1,97 @@
+/**
+ * `kmm-worker preflight --module FILE` end to end: real docker-registry instances on 127.0.0.1, images built
+ * by umoci and pushed by skopeo, the real CLI. The JSON report of the main scenario is a golden file.
+ */
+import t from 'tap';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { startRegistry, writeAuthFile } from '../helpers/registry.js';
+import { K, moduleCR, normalizeReport, publish, publishScenarioImages, runCli, scenarioModules, tmpDir, writeYaml } from './fixtures.js';
+
+const GOLDEN = path.join(import.meta.dirname, 'golden', 'scenario.json');
+
+const reg = await startRegistry();
+t.teardown(() => reg.stop());
+const work = await tmpDir('images');
+t.teardown(() => fs.rm(work, { recursive: true, force: true }));
+await publishScenarioImages(reg, work);
+const scenario = await writeYaml(path.join(work, 'modules.yaml'), scenarioModules(reg.host));
+
+t.test('every case of the scenario, as JSON: matches the golden file', async (t) => {
+  const before = Date.now();
+  const r = await runCli(['preflight', '--kernel', K, '--module', scenario, '--json']);
+  t.equal(r.code, 1, 'some modules fail: exit 1');
+  const report = JSON.parse(r.stdout) as { modules: { lastTransitionTime: string }[] };
+  for (const m of report.modules) {
+    t.match(m.lastTransitionTime, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    const at = Date.parse(m.lastTransitionTime);
+    t.ok(at >= Math.floor(before / 1000) * 1000 && at <= Date.now(), 'the time of the check');
+  }
+  const got = normalizeReport(r.stdout, { [reg.host]: 'REGISTRY' });
+  if (process.env.KMM_UPDATE_GOLDEN) await fs.writeFile(GOLDEN, JSON.stringify(got, null, 2) + '\n');
+  t.same(got, JSON.parse(await fs.readFile(GOLDEN, 'utf8')));
+  t.match(r.stderr, /"msg":"5 of 12 Modules failed preflight for kernel 6\.1\.0-27-amd64"/);
+});
+
+t.test('the table names every module with its status and reason', async (t) => {
+  const r = await runCli(['preflight', '--kernel', K, '--module', scenario]);
+  t.equal(r.code, 1);
+  const lines = r.stdout.trimEnd().split('\n');
+  t.equal(lines[0], `Kernel ${K}`);
+  t.match(lines[1], /^NAMESPACE\s+NAME\s+STAGE\s+STATUS\s+REASON$/);
+  t.equal(lines.length, 2 + 12);
+  t.match(r.stdout, /\nkmm\s+good\s+Done\s+Success\s+image \S+\/kmod\/good:6\.1\.0-27-amd64 has \/opt\/lib\/modules\/6\.1\.0-27-amd64\/kmm_ci_a\.ko\n/);
+  t.match(r.stdout, /\nkmm\s+whiteout\s+Done\s+Failure\s+kmm_ci_a\.ko not found under \/opt\/lib\/modules\/6\.1\.0-27-amd64\//);
+});
+
+t.test('all Modules valid: exit 0; the kernel may come from a PreflightValidationOCP file', async (t) => {
+  const file = await writeYaml(path.join(work, 'good.yaml'), [
+    moduleCR('a', { kernelMappings: [{ regexp: '.', containerImage: `${reg.host}/kmod/good:\${KERNEL_FULL_VERSION}` }] }),
+    moduleCR('b', { kernelMappings: [{ regexp: '.', containerImage: `${reg.host}/kmod/zstd:\${KERNEL_FULL_VERSION}` }] }),
+  ]);
+  const pvo = await writeYaml(path.join(work, 'pvo.yaml'), [
+    { apiVersion: 'kmm.sigs.x-k8s.io/v1beta2', kind: 'PreflightValidationOCP', metadata: { name: 'pf' }, spec: { kernelVersion: K, pushBuiltImage: false } },
+  ]);
+  const r = await runCli(['preflight', '--preflight', pvo, '--module', file, '--json']);
+  t.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { kernelVersion: string; modules: { verificationStatus: string }[] };
+  t.equal(report.kernelVersion, K);
+  t.same(report.modules.map((m) => m.verificationStatus), ['Success', 'Success']);
+});
+
+t.test('a private image: denied without credentials, verified with them; no secret in any output', async (t) => {
+  const priv = await startRegistry({ auth: 'basic', tls: true });
+  t.teardown(() => priv.stop());
+  await publish(priv, work, [`private/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]);
+  // trust the registry's CA the way a node does: certs.d under the host root
+  const hostRoot = path.join(work, 'host');
+  await fs.mkdir(path.join(hostRoot, 'etc/containers/certs.d', priv.host), { recursive: true });
+  await fs.copyFile(priv.caFile!, path.join(hostRoot, 'etc/containers/certs.d', priv.host, 'ca.crt'));
+  const file = await writeYaml(path.join(work, 'private.yaml'), [
+    moduleCR('priv', { kernelMappings: [{ regexp: '.', containerImage: `${priv.host}/private/kmod:\${KERNEL_FULL_VERSION}` }] }, {
+      namespace: 'kmm',
+      spec: { imageRepoSecret: { name: 'regcred' } },
+    }),
+  ]);
+
+  const denied = await runCli(['--host-root', hostRoot, 'preflight', '--kernel', K, '--module', file, '--json']);
+  t.equal(denied.code, 1);
+  const reason = (JSON.parse(denied.stdout) as { modules: { statusReason: string }[] }).modules[0]!.statusReason;
+  t.match(reason, new RegExp(`^access to image ${priv.host}/private/kmod:6\\.1\\.0-27-amd64 denied: `));
+  t.match(reason, /imageRepoSecret regcred is only read with --from-cluster/);
+
+  const authFile = await writeAuthFile(priv, path.join(work, 'auth.json'));
+  const ok = await runCli(['--host-root', hostRoot, '--auth-file', authFile, 'preflight', '--kernel', K, '--module', file, '--json', '--log-level', 'debug']);
+  t.equal(ok.code, 0, ok.stderr);
+  t.match(ok.stdout, /"verificationStatus": "Success"/);
+
+  const wrong = await writeAuthFile({ ...priv, password: 'not-the-password' }, path.join(work, 'wrong.json'));
+  const rejected = await runCli(['--host-root', hostRoot, '--auth-file', wrong, 'preflight', '--kernel', K, '--module', file]);
+  t.equal(rejected.code, 1);
+  t.match(rejected.stdout, /Failure\s+access to image \S+ denied: .*rejected/);
+
+  for (const out of [denied, ok, rejected]) {
+    t.notMatch(out.stdout + out.stderr, priv.password!, 'the password never appears');
+    t.notMatch(out.stdout + out.stderr, Buffer.from(`${priv.username}:${priv.password}`).toString('base64'));
+  }
+});
