@@ -252,7 +252,8 @@ export class RegistryClient {
     } catch (err) {
       const cause = (err as { cause?: unknown }).cause ?? err;
       if (!mayUseHttp || isCertificateError(cause) || !(isNotTlsError(cause) || insecure)) throw err;
-      this.opts.log.debug({ registry: this.registry, reason: errorText(cause) }, 'HTTPS failed; trying plain HTTP');
+      this.opts.log.debug({ registry: this.registry, reason: errorCode(cause) ?? errorText(cause).split('\n')[0] },
+        'HTTPS failed; trying plain HTTP');
       res = await pingAt(`http://${endpoint}`);
       this.base = `http://${endpoint}`;
     }

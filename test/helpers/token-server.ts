@@ -43,6 +43,8 @@ export interface TestTokenServer {
   /** refresh tokens accepted by POST grant_type=refresh_token (identitytoken in auth files), → user */
   refreshTokens: Map<string, string>;
   requests: TokenRequest[];
+  /** every token handed out (to scan logs for them) */
+  issued: string[];
   close(): Promise<void>;
 }
 
@@ -70,6 +72,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TestTo
   const policy = opts.policy ?? defaultPolicy;
   const requests: TokenRequest[] = [];
   const refreshTokens = new Map<string, string>();
+  const issued: string[] = [];
 
   const sign = (user: string | undefined, access: TokenScope[], aud: string | null) => {
     const now = Math.floor(Date.now() / 1000);
@@ -132,6 +135,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TestTo
       rec.granted = rec.scopes.map(parseScope).filter((s): s is TokenScope => !!s)
         .map((s) => ({ ...s, actions: policy(rec.user, s) }));
       const token = sign(rec.user, rec.granted, rec.service);
+      issued.push(token);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ token, access_token: token, expires_in: ttl, issued_at: new Date().toISOString() }));
     });
@@ -148,6 +152,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TestTo
     certFile,
     refreshTokens,
     requests,
+    issued,
     close: () => new Promise((r) => server.close(() => r())),
   };
 }
