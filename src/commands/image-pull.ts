@@ -1,8 +1,68 @@
+/**
+ * `kmm-worker image pull <ref>`: pull an image into the cache (--images-dir) and extract the kernel's modules
+ * and firmware dir (or everything with --all); prints where the files are.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Context } from '../context.js';
-import { OperationError } from '../errors.js';
+import { UsageError } from '../errors.js';
+import type { Selection } from '../extract/selection.js';
+import { parsePullPolicy, pullImage } from '../store/pull.js';
+import { progressReporter } from '../store/progress.js';
 
-export interface ImagePullFlags { [flag: string]: unknown }
-export async function imagePull(_ctx: Context, ..._args: unknown[]): Promise<number | void> {
-  throw new OperationError('imagePull: not implemented yet');
+export interface ImagePullFlags {
+  kernel?: string;
+  dirName?: string;
+  firmwareDir?: string;
+  all?: boolean;
+  pullPolicy?: string;
+  platform?: string;
+  insecure?: boolean;
+  json?: boolean;
 }
 
+async function runningKernel(hostRoot: string): Promise<string> {
+  const file = path.join(hostRoot, 'proc/sys/kernel/osrelease');
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    throw new UsageError(`--kernel not given and the running kernel cannot be read from ${file}; give --kernel KVER or --all`);
+  }
+}
+
+export async function imagePull(ctx: Context, ref: string, flags: ImagePullFlags): Promise<number | void> {
+  const policy = parsePullPolicy(flags.pullPolicy);
+  if (flags.all && flags.kernel) throw new UsageError('--all and --kernel exclude each other');
+  const selection: Selection = flags.all
+    ? 'all'
+    : {
+        dirName: flags.dirName ?? '/opt',
+        kernelVersion: flags.kernel ?? (await runningKernel(ctx.opts.hostRoot)),
+        ...(flags.firmwareDir ? { firmwarePath: flags.firmwareDir } : {}),
+      };
+  const progress = progressReporter(process.stderr);
+  let pulled;
+  try {
+    pulled = await pullImage(ref, {
+      imagesDir: ctx.opts.imagesDir,
+      policy,
+      selection,
+      insecure: flags.insecure,
+      platform: flags.platform,
+      authFile: ctx.opts.authFile,
+      pullSecretsDir: ctx.opts.pullSecretsDir,
+      hostRoot: ctx.opts.hostRoot,
+      log: ctx.log,
+      signal: ctx.signal,
+      onProgress: progress?.update,
+    });
+  } finally {
+    progress?.done();
+  }
+  const { reference, digest, root, files, bytes } = pulled;
+  if (flags.json) {
+    ctx.stdout.write(JSON.stringify({ reference, digest, root, files, bytes, manifestDigest: pulled.manifestDigest, fromCache: pulled.fromCache }) + '\n');
+  } else {
+    ctx.stdout.write(`${reference} ${digest}\n${root} (${files} files, ${bytes} bytes${pulled.fromCache ? ', from the cache' : ''})\n`);
+  }
+}

@@ -1,13 +1,55 @@
+/**
+ * `kmm-worker image ls` and `image prune`: the image cache under --images-dir.
+ */
 import type { Context } from '../context.js';
-import { OperationError } from '../errors.js';
+import { listImages, parseDuration, pruneImages, type ListedImage } from '../store/inventory.js';
 
-export interface ImageLsFlags { [flag: string]: unknown }
-export async function imageLs(_ctx: Context, ..._args: unknown[]): Promise<number | void> {
-  throw new OperationError('imageLs: not implemented yet');
+export interface ImageLsFlags {
+  json?: boolean;
+}
+export interface ImagePruneFlags {
+  olderThan?: string;
+  json?: boolean;
 }
 
-export interface ImagePruneFlags { [flag: string]: unknown }
-export async function imagePrune(_ctx: Context, ..._args: unknown[]): Promise<number | void> {
-  throw new OperationError('imagePrune: not implemented yet');
+function size(bytes: number): string {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)}GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)}MiB`;
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)}KiB`;
+  return `${bytes}B`;
 }
 
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+}
+
+function machine(img: ListedImage) {
+  const { reference, digest, root, bytes, lastUsed, files, manifestDigest, references, platform, selection } = img;
+  return { reference, digest, root, bytes, lastUsed, files, manifestDigest, references, platform, selection };
+}
+
+export async function imageLs(ctx: Context, flags: ImageLsFlags): Promise<number | void> {
+  const images = await listImages(ctx.opts.imagesDir);
+  if (flags.json) {
+    ctx.stdout.write(JSON.stringify(images.map(machine)) + '\n');
+    return;
+  }
+  const rows = [['REFERENCE', 'DIGEST', 'SELECTION', 'SIZE', 'LAST USED', 'ROOT']];
+  for (const i of images) {
+    rows.push([i.reference, i.digest.slice(0, 19), i.selection, size(i.bytes), i.lastUsed, i.root]);
+  }
+  ctx.stdout.write(table(rows));
+}
+
+export async function imagePrune(ctx: Context, flags: ImagePruneFlags): Promise<number | void> {
+  const olderThanMs = parseDuration(flags.olderThan ?? '7d');
+  const removed = await pruneImages(ctx.opts.imagesDir, { olderThanMs, log: ctx.log });
+  if (flags.json) {
+    ctx.stdout.write(JSON.stringify(removed.map((r) => ({ ...machine(r), reason: r.reason }))) + '\n');
+    return;
+  }
+  for (const r of removed) ctx.stdout.write(`removed ${r.reference} ${r.digest.slice(0, 19)} ${size(r.bytes)} (${r.reason})\n`);
+  const total = removed.reduce((n, r) => n + r.bytes, 0);
+  ctx.stdout.write(`${removed.length} entr${removed.length === 1 ? 'y' : 'ies'} removed, ${size(total)} freed\n`);
+}

@@ -1,0 +1,152 @@
+/**
+ * A lock file per cache entry, so that agents pulling the same image at once download it once. The lock only
+ * saves work: correctness never depends on it (entries are renamed into place and the first rename wins).
+ *
+ * Stale-lock recovery: the holder writes its pid and pid namespace and refreshes the file's mtime every few
+ * seconds. A lock whose holder is a dead pid of our own pid namespace is stale at once; any other lock is
+ * stale when its heartbeat stopped (a holder in another container, a reused pid).
+ */
+import { readlinkSync } from 'node:fs';
+import { lstat, open, readFile, rename, rm, utimes } from 'node:fs/promises';
+import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../log.js';
+
+export interface LockOptions {
+  log: Logger;
+  signal?: AbortSignal;
+  /** what is locked, for the waiting message */
+  what: string;
+  heartbeatMs?: number;
+  staleMs?: number;
+  pollMs?: number;
+}
+
+interface Holder {
+  pid: number;
+  pidns: string;
+  host: string;
+  since: string;
+}
+
+function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return 'unknown';
+  }
+}
+
+const me = (): Holder => ({ pid: process.pid, pidns: pidNamespace(), host: os.hostname(), since: new Date().toISOString() });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function readHolder(path: string): Promise<Holder | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as Holder;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why the lock at `path` may be taken over, or undefined while its holder looks alive. */
+async function staleReason(path: string, staleMs: number): Promise<{ reason: string; ino: number } | undefined> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st) return undefined;
+  const holder = await readHolder(path);
+  const self = me();
+  if (holder && holder.pidns === self.pidns && holder.host === self.host && !alive(holder.pid)) {
+    return { reason: `holder pid ${holder.pid} is gone`, ino: st.ino };
+  }
+  // A lock file caught half-written by a killed holder has no content: its age decides, like any other.
+  const age = Date.now() - st.mtimeMs;
+  if (age > staleMs) return { reason: `no heartbeat for ${Math.round(age / 1000)} s`, ino: st.ino };
+  return undefined;
+}
+
+export interface HeldLock {
+  release(): Promise<void>;
+}
+
+/** Waits for and takes the lock at `path` (its directory must exist). */
+export async function acquireLock(path: string, opts: LockOptions): Promise<HeldLock> {
+  const heartbeatMs = opts.heartbeatMs ?? 5_000;
+  const staleMs = opts.staleMs ?? 30_000;
+  const pollMs = opts.pollMs ?? 100;
+  let announced = false;
+  for (;;) {
+    opts.signal?.throwIfAborted();
+    try {
+      const fh = await open(path, 'wx', 0o644);
+      try {
+        await fh.writeFile(JSON.stringify(me()));
+      } finally {
+        await fh.close();
+      }
+      return held(path, heartbeatMs);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const stale = await staleReason(path, staleMs);
+    if (stale) {
+      // Move the stale file aside (atomic, one winner), then check we moved the file we judged.
+      const aside = `${path}.stale.${process.pid}.${Date.now()}`;
+      try {
+        await rename(path, aside);
+        const moved = await lstat(aside);
+        if (moved.ino === stale.ino) opts.log.warn({ lock: path, reason: stale.reason }, 'took over a stale lock');
+        await rm(aside, { force: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      continue;
+    }
+    if (!announced) {
+      const holder = await readHolder(path);
+      opts.log.info({ lock: path, holder: holder?.pid }, `waiting for another pull of ${opts.what}`);
+      announced = true;
+    }
+    await sleep(pollMs, undefined, { signal: opts.signal });
+  }
+}
+
+function held(path: string, heartbeatMs: number): HeldLock {
+  const timer = setInterval(() => {
+    const now = new Date();
+    utimes(path, now, now).catch(() => undefined);
+  }, heartbeatMs);
+  timer.unref();
+  let released = false;
+  return {
+    async release() {
+      if (released) return;
+      released = true;
+      clearInterval(timer);
+      await rm(path, { force: true });
+    },
+  };
+}
+
+/** Takes the lock only if it is free (or stale) right now; undefined when someone holds it. */
+export async function tryLock(path: string, opts: Omit<LockOptions, 'what'>): Promise<HeldLock | undefined> {
+  try {
+    const fh = await open(path, 'wx', 0o644);
+    try {
+      await fh.writeFile(JSON.stringify(me()));
+    } finally {
+      await fh.close();
+    }
+    return held(path, opts.heartbeatMs ?? 5_000);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  if (!(await staleReason(path, opts.staleMs ?? 30_000))) return undefined;
+  return acquireLock(path, { ...opts, what: 'a stale entry' });
+}

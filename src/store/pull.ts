@@ -1,0 +1,226 @@
+/**
+ * Pulling into the cache (DESIGN §5): the pull policies, one download per entry across concurrent agents,
+ * and entries that are complete or absent whatever happens to the process.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { OperationError, UsageError } from '../errors.js';
+import { extractImage, type LayerProgress } from '../extract/extract-image.js';
+import { selectionPrefixes, type Selection } from '../extract/selection.js';
+import { openImage, resolveDigest } from '../image/open.js';
+import { formatPlatform, hostPlatform, parsePlatform } from '../image/platform.js';
+import { parseReference } from '../image/reference.js';
+import type { Logger } from '../log.js';
+import { acquireLock } from './lock.js';
+import { entryKey, fsyncDir, StoreDir, type EntryMeta, type StoredEntry } from './store-dir.js';
+
+export type PullPolicy = 'IfNotPresent' | 'Always' | 'Never';
+
+export interface PullOptions {
+  imagesDir: string;
+  policy: PullPolicy;
+  selection: Selection;
+  insecure?: boolean;
+  platform?: string;
+  authFile?: string;
+  pullSecretsDir?: string;
+  hostRoot?: string;
+  log: Logger;
+  signal?: AbortSignal;
+  onProgress?: (p: LayerProgress) => void;
+}
+
+export interface PullResult {
+  /** normalised reference */
+  reference: string;
+  /** what the reference points at (an index digest for a multi-arch tag) */
+  digest: string;
+  manifestDigest: string;
+  /** absolute directory holding the extracted image files (read-only to consumers) */
+  root: string;
+  files: number;
+  bytes: number;
+  /** true when nothing was downloaded by this call */
+  fromCache: boolean;
+}
+
+const POLICIES: readonly PullPolicy[] = ['IfNotPresent', 'Always', 'Never'];
+
+export function parsePullPolicy(value: string | undefined, field = '--pull-policy'): PullPolicy {
+  if (value === undefined || value === '') return 'IfNotPresent';
+  if ((POLICIES as readonly string[]).includes(value)) return value as PullPolicy;
+  throw new UsageError(`${field} must be one of IfNotPresent, Always, Never; got '${value}'`);
+}
+
+/** Checks everything about a request that can be wrong before anything is read or written. */
+function normalise(ref: string, selection: Selection, platform?: string): { reference: string; platform: string } {
+  const reference = parseReference(ref).name;
+  selectionPrefixes(selection);
+  return { reference, platform: platform ? formatPlatform(parsePlatform(platform)) : formatPlatform(hostPlatform()) };
+}
+
+function result(entry: StoredEntry, reference: string, digest: string, fromCache: boolean): PullResult {
+  return {
+    reference,
+    digest,
+    manifestDigest: entry.meta.manifestDigest,
+    root: entry.root,
+    files: entry.meta.files,
+    bytes: entry.meta.bytes,
+    fromCache,
+  };
+}
+
+/**
+ * The complete entry the reference named when it was last pulled, without any network request and without
+ * reading anything but the images dir. The Day-1 load and `IfNotPresent` use it.
+ */
+export async function lookupStored(
+  ref: string,
+  imagesDir: string,
+  selection: Selection,
+  opts: { platform?: string } = {},
+): Promise<PullResult | undefined> {
+  const { reference, platform } = normalise(ref, selection, opts.platform);
+  const store = new StoreDir(imagesDir);
+  const rec = await store.readRef(reference, platform);
+  if (!rec) return undefined;
+  const entry = await store.readEntry(entryKey(rec.manifestDigest, selection));
+  if (!entry) return undefined;
+  await store.touch(entry.key);
+  return result(entry, reference, rec.digest, true);
+}
+
+export async function pullImage(ref: string, opts: PullOptions): Promise<PullResult> {
+  const { reference, platform } = normalise(ref, opts.selection, opts.platform);
+  const { log, selection } = opts;
+  const store = new StoreDir(opts.imagesDir);
+  const sourceOpts = {
+    insecure: opts.insecure,
+    platform,
+    authFile: opts.authFile,
+    pullSecretsDir: opts.pullSecretsDir,
+    hostRoot: opts.hostRoot,
+    signal: opts.signal,
+    log,
+  };
+
+  if (opts.policy !== 'Always') {
+    const hit = await lookupStored(reference, opts.imagesDir, selection, { platform });
+    if (hit) {
+      log.info({ image: reference, digest: hit.digest, root: hit.root }, 'image found in the cache');
+      return hit;
+    }
+    if (opts.policy === 'Never') {
+      throw new OperationError(`image ${reference} is not in the cache ${opts.imagesDir} and the pull policy is Never`);
+    }
+  } else {
+    const rec = await store.readRef(reference, platform);
+    if (rec) {
+      const digest = await resolveDigest(reference, sourceOpts);
+      const entry = digest === rec.digest ? await store.readEntry(entryKey(rec.manifestDigest, selection)) : undefined;
+      if (entry) {
+        await store.touch(entry.key);
+        log.info({ image: reference, digest }, 'image unchanged in the registry; using the cached copy');
+        return result(entry, reference, digest, true);
+      }
+      if (digest !== rec.digest) log.info({ image: reference, was: rec.digest, now: digest }, 'image changed in the registry');
+    }
+  }
+
+  await store.ensure();
+  const image = await openImage(reference, sourceOpts);
+  const key = entryKey(image.manifestDigest, selection);
+  const writeRef = async () => {
+    await store.writeRef({ reference, platform, digest: image.digest, manifestDigest: image.manifestDigest, updated: new Date().toISOString() });
+    await store.touch(key);
+  };
+  let fromCache = true;
+  let entry = await store.readEntry(key);
+  if (!entry) {
+    const lock = await acquireLock(store.lockFile(key), { log, signal: opts.signal, what: reference });
+    try {
+      entry = await store.readEntry(key);
+      if (!entry) {
+        await store.removeTmpOf(key);
+        entry = await writeEntry(store, key, image, { reference, platform, selection, log, signal: opts.signal, onProgress: opts.onProgress });
+        fromCache = false;
+        // Under the lock: a concurrent prune must never see the new entry without its reference.
+        await writeRef();
+      }
+    } finally {
+      await lock.release();
+    }
+  }
+  if (fromCache) await writeRef();
+  if (fromCache) log.info({ image: reference, digest: image.digest, root: entry.root }, 'image already in the cache');
+  return result(entry, reference, image.digest, fromCache);
+}
+
+async function writeEntry(
+  store: StoreDir,
+  key: string,
+  image: Awaited<ReturnType<typeof openImage>>,
+  opts: { reference: string; platform: string; selection: Selection; log: Logger; signal?: AbortSignal; onProgress?: (p: LayerProgress) => void },
+): Promise<StoredEntry> {
+  const tmp = await store.makeTmp(key);
+  try {
+    const rootfs = path.join(tmp, 'rootfs');
+    await mkdir(rootfs, { mode: 0o755 });
+    const started = Date.now();
+    const extracted = await extractImage(image, rootfs, {
+      selection: opts.selection,
+      log: opts.log,
+      signal: opts.signal,
+      onProgress: opts.onProgress,
+    });
+    const meta: EntryMeta = {
+      reference: opts.reference,
+      digest: image.digest,
+      manifestDigest: image.manifestDigest,
+      platform: opts.platform,
+      selection: opts.selection,
+      files: extracted.files,
+      bytes: extracted.bytes,
+      created: new Date().toISOString(),
+    };
+    await writeFile(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+    // Every file must be on disk before the entry can be trusted (a Day-1 load runs after a power cut).
+    await syncFilesystem(tmp);
+    opts.signal?.throwIfAborted();
+    try {
+      await rename(tmp, store.entryDir(key));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+      // Someone else completed the same entry first (a taken-over lock): theirs is as good as ours.
+      await rm(tmp, { recursive: true, force: true });
+    }
+    await fsyncDir(store.entries);
+    opts.log.info(
+      { image: opts.reference, digest: image.digest, files: extracted.files, bytes: extracted.bytes, downloaded: extracted.downloaded, ms: Date.now() - started },
+      'image pulled and extracted',
+    );
+    const entry = await store.readEntry(key);
+    if (!entry) throw new OperationError(`cache entry ${store.entryDir(key)} vanished right after it was written`);
+    return entry;
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    if (err instanceof OperationError || err instanceof UsageError || opts.signal?.aborted) throw err;
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new OperationError(`cannot store image ${opts.reference} in ${store.dir}: ${msg}`, { cause: err });
+  }
+}
+
+const run = promisify(execFile);
+
+/** syncfs(2) of the filesystem holding `dir`, through coreutils (Node has no binding for it). */
+async function syncFilesystem(dir: string): Promise<void> {
+  try {
+    await run('sync', ['-f', dir]);
+  } catch {
+    await run('sync', []);
+  }
+}
