@@ -154,12 +154,15 @@ export function buildProgram(): Command {
     .description('load, then stay up: health endpoints, config changes, re-load; unload on SIGTERM')
     .option('--firmware-path <dir>', 'host firmware directory (also written to firmware_class.path)')
     .option('--health-addr <host:port>', 'address of /healthz and /readyz', '127.0.0.1:8081')
-    .action(
-      act(async (ctx, [config], flags) => {
+    .option('--check-interval <seconds>', 'how often the config file and the module are checked', '10')
+    .action(async (...params: unknown[]) => {
+      await act(async (ctx, [config], flags) => {
         const m = await import('./commands/run.js');
         return m.runDaemon(ctx, config!, flags as RunFlags);
-      }),
-    );
+      })(...params);
+      // §9: SIGTERM/SIGINT is how the daemon is meant to stop: exit 0 once it unloaded, not 143/130
+      if ((await import('./commands/run.js')).daemonStoppedBySignal()) process.exitCode = 0;
+    });
 
   const image = program.command('image').description('pull and inspect kmod images');
   image

@@ -57,6 +57,6 @@ export async function createWorkerDeps(ctx: Context, config?: ModuleConfig): Pro
   const depmod: DepmodRunner = new ExecDepmod(opts.depmod, log);
   const sources: KmodsSource[] = [new SharedDirKmodsSource(opts.sharedDir), new (await import('../store/kmods-source.js')).ImageKmodsSource({ imagesDir: opts.imagesDir, authFile: opts.authFile, pullSecretsDir: opts.pullSecretsDir, hostRoot: opts.hostRoot, log, progress: process.stderr })];
   const identity: ModuleIdentity = await moduleIdentity(opts, (config && modulesOfConfig(config)[0]) || 'unknown');
-  const reporter: Reporter = noReporter;
+  const reporter: Reporter = await (await import('../report/create.js')).createReporter(ctx, identity);
   return { log, host, changes, modprobe, modinfo, depmod, sources, reporter, identity, dryRun, planOut: ctx.stdout, signal: ctx.signal };
 }
