@@ -182,8 +182,13 @@ export async function removeFirmware(opts: {
     removed.push(rel);
   }
   if (kept.length) log.info({ kept }, 'kept firmware files that another loaded module also installed');
+  // the directories this left empty: parents of what was removed (below the firmware dir) and those it created;
   // deepest first, so a parent is tried after its children
-  const dirs = [...record.dirs].sort((a, b) => b.split(sep).length - a.split(sep).length || b.localeCompare(a));
+  const candidates = new Set(record.dirs);
+  for (const rel of removed) {
+    for (let d = dirname(rel); d !== '.' && d !== '' && d !== sep; d = dirname(d)) candidates.add(d);
+  }
+  const dirs = [...candidates].sort((a, b) => b.split(sep).length - a.split(sep).length || b.localeCompare(a));
   for (const d of dirs) await changes.removeEmptyDir(join(firmwareDir, d));
   await changes.removeFile(rp);
   await changes.removeEmptyDir(dirname(rp));
