@@ -395,6 +395,10 @@ export class RegistryClient {
     const d = detail ? ` (${detail})` : '';
     if (res.statusCode === 401) {
       const ch = this.pickChallenge(res.headers);
+      if ((ch?.params.error === 'insufficient_scope' || ch?.scheme === 'bearer') && !cred) {
+        return new OperationError(`registry ${this.registry}: anonymous pull of ${o.repository} denied and no ` +
+          `credentials were found for it${this.hint()}`);
+      }
       if (ch?.params.error === 'insufficient_scope' || (ch?.scheme === 'bearer' && hadAuth)) {
         return new OperationError(`registry ${this.registry}: pull access to ${o.repository} denied: the token ` +
           `does not grant 'pull' on it (insufficient scope)${cred ? ` with the credentials from ${cred.source}` : ''}`);
