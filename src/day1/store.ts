@@ -3,7 +3,7 @@
  * A port, so the flows read as the contract and the store stays the cache's business.
  */
 import type { Context } from '../context.js';
-import { OperationError } from '../errors.js';
+import { lookupStored, pullImage } from '../store/pull.js';
 import type { Day1Settings } from './settings.js';
 
 /** What of the image the store keeps for Day-1: the running kernel's modules and the firmware dir. */
@@ -36,8 +36,24 @@ export function storeSelection(settings: Day1Settings, kernelVersion: string): S
   };
 }
 
-export function openDay1Store(ctx: Context, _settings: Day1Settings): Day1Store {
-  const dir = ctx.opts.imagesDir;
-  const unavailable = () => Promise.reject(new OperationError('the image store is not available in this build'));
-  return { dir, lookup: unavailable, pull: unavailable };
+/** The real store under `--images-dir`; pulls honour the global credential options and `--insecure`. */
+export function openDay1Store(ctx: Context, settings: Day1Settings): Day1Store {
+  const { imagesDir, authFile, pullSecretsDir, hostRoot } = ctx.opts;
+  return {
+    dir: imagesDir,
+    lookup: (ref, selection) => lookupStored(ref, imagesDir, selection),
+    pull: (ref, selection) =>
+      pullImage(ref, {
+        imagesDir,
+        // a complete entry for the reference is never fetched again
+        policy: 'IfNotPresent',
+        selection,
+        insecure: settings.insecure,
+        ...(authFile ? { authFile } : {}),
+        pullSecretsDir,
+        hostRoot,
+        log: ctx.log,
+        signal: ctx.signal,
+      }),
+  };
 }
