@@ -47,13 +47,6 @@ const KERNEL_RELEASE = /^[A-Za-z0-9_.+~-]+$/;
 /** `-` and `_` are the same in module names (the kernel stores `_`). */
 export const normaliseModuleName = (name: string) => name.replaceAll('-', '_');
 
-/** The modules a load installs, in the order of the config: modulesLoadingOrder, else [moduleName]. */
-export function configModules(config: ModuleConfig): string[] {
-  const m = config.modprobe;
-  if (m.modulesLoadingOrder.length > 0) return [...m.modulesLoadingOrder];
-  return m.moduleName ? [m.moduleName] : [];
-}
-
 type Path = string;
 const child = (path: Path, key: string) => (path ? `${path}.${key}` : key);
 const fail = (path: Path, what: string): never => {

@@ -16,7 +16,7 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
-async function setup(t: Tap.Test): Promise<{ env: Env; cfg: string }> {
+async function setup(t: typeof t): Promise<{ env: Env; cfg: string }> {
   const env = await makeEnv({
     modules: ['kmm_user', 'kmm_lib', 'kmm_fw'],
     firmware: { 'kmm/a.bin': 'A', 'b.bin': 'B' },

@@ -7,7 +7,7 @@ import { makeEnv, type CliResult, type Env } from './fixtures.js';
 const IMAGE = 'registry.example/kmm/kmods:1';
 const cfgOf = (env: Env, modprobe: object, more: object = {}) =>
   env.config({ kernelVersion: env.kmods.kver, containerImage: IMAGE, ...more, modprobe });
-const ok = (t: Tap.Test, r: CliResult, what = 'exit 0') => t.equal(r.code, 0, what, { stderr: r.stderr });
+const ok = (t: typeof t, r: CliResult, what = 'exit 0') => t.equal(r.code, 0, what, { stderr: r.stderr });
 const sysfs = (env: Env, m: string, f: string) => readFile(join(env.host.sysModule(m), f), 'utf8').then((s) => s.trim());
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
