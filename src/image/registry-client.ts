@@ -177,6 +177,10 @@ export class RegistryClient {
     return this.opts.registry;
   }
 
+  get retryPolicy(): RetryPolicy {
+    return this.retry;
+  }
+
   async close(): Promise<void> {
     await this.dispatcher.close();
   }

@@ -10,12 +10,10 @@ import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
 import { configPlatform, indexPlatforms, parseManifest, selectPlatform, type Manifest } from './manifest.js';
 import { formatPlatform } from './platform.js';
 import { manifestRef, type RegistryReference } from './reference.js';
-import { isRetryableError, type RegistryClient, type RegistryResponse, DEFAULT_RETRY } from './registry-client.js';
+import { isRetryableError, type RegistryClient, type RegistryResponse } from './registry-client.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
 import { readVerified, sha256Digest, verifiedStream } from './verify.js';
 
-/** Resumes of one blob download after a mid-stream failure. */
-const MAX_BLOB_RESUMES = 5;
 
 function header(res: RegistryResponse, name: string): string | undefined {
   const v = res.headers[name];
@@ -135,11 +133,13 @@ async function* blobChunks(client: RegistryClient, ref: RegistryReference, desc:
       return;
     } catch (err) {
       signal?.throwIfAborted();
-      if (!isRetryableError(err) || resumes >= MAX_BLOB_RESUMES) {
+      const policy = client.retryPolicy;
+      // one more resume than request tries: a resume that made progress is not a failing registry
+      if (!isRetryableError(err) || resumes >= policy.attempts) {
         throw client.networkError(err, `download of ${what} (at byte ${delivered} of ${desc.size})`, resumes + 1);
       }
       resumes++;
-      const delay = Math.min(DEFAULT_RETRY.baseDelayMs * 2 ** (resumes - 1), DEFAULT_RETRY.maxDelayMs);
+      const delay = Math.min(policy.baseDelayMs * 2 ** (resumes - 1), policy.maxDelayMs);
       log.warn({ registry: ref.registry, digest: desc.digest, atByte: delivered, size: desc.size, attempt: resumes,
         retryInMs: delay }, 'blob download interrupted; resuming');
       await sleep(delay, undefined, { signal });
