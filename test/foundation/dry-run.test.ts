@@ -1,4 +1,5 @@
 import t from 'tap';
+type Tap = typeof t;
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -16,7 +17,7 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
-async function setup(t: typeof t): Promise<{ env: Env; cfg: string }> {
+async function setup(t: Tap): Promise<{ env: Env; cfg: string }> {
   const env = await makeEnv({
     modules: ['kmm_user', 'kmm_lib', 'kmm_fw'],
     firmware: { 'kmm/a.bin': 'A', 'b.bin': 'B' },
