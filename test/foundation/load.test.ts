@@ -1,5 +1,5 @@
 import t from 'tap';
-type Tap = typeof t;
+type Tap = { equal(found: unknown, wanted: unknown, message?: string, extra?: object): boolean; teardown(fn: () => unknown): void };
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';

@@ -1,5 +1,5 @@
 import t from 'tap';
-type Tap = typeof t;
+type Tap = { equal(found: unknown, wanted: unknown, message?: string, extra?: object): boolean; teardown(fn: () => unknown): void };
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeEnv, type CliResult, type Env } from './fixtures.js';
