@@ -5,7 +5,7 @@
  * the CLI runs in a fresh network namespace (`unshare --net`) with no route anywhere.
  */
 import t from 'tap';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -206,4 +206,56 @@ t.test('bad settings: exit 2 naming the flag, nothing touched', async (t) => {
   }
   t.same(await n.argv(), [], 'no modprobe ran');
   t.same(await reboots(), ['--when now'], 'no reboot');
+});
+
+t.test('a partial or corrupt store entry is treated as absent and never loaded', async (t) => {
+  const entries = join(node.imagesDir, 'entries');
+  const [key] = await readdir(entries);
+  t.ok(key, 'the pull left one entry');
+  const variants: Array<[string, (store: string) => Promise<void>]> = [
+    // the writer died before renaming its work into place
+    ['interrupted write', async (store) => {
+      await mkdir(join(store, 'tmp'), { recursive: true });
+      await rename(join(store, 'entries', key!), join(store, 'tmp', `${key}.crashed`));
+    }],
+    ['entry without its metadata', (store) => rm(join(store, 'entries', key!, 'meta.json'))],
+    ['truncated metadata', (store) => writeFile(join(store, 'entries', key!, 'meta.json'), '{"reference": "')],
+  ];
+  for (const [what, damage] of variants) {
+    const n = await makeNode(`damaged-${what.replaceAll(' ', '-')}`);
+    await cp(node.imagesDir, n.imagesDir, { recursive: true, verbatimSymlinks: true });
+    await damage(n.imagesDir);
+    const r = await n.run(loadArgs(), { offline: true });
+    t.equal(r.code, 0, `${what}: exit 0`);
+    t.match(r.stderr, 'is not in the store', `${what}: reported as not stored`);
+    t.same(await n.argv(), [], `${what}: no modprobe`);
+  }
+});
+
+t.test('a pull whose blob fails verification stores nothing, never reboots, and the load loads nothing', async (t) => {
+  const image = await buildLayout({
+    dir: join(work, 'layout'),
+    tag: 'corrupt',
+    layers: [{ [`${modulesDir}/extra/kmm_hello.ko`]: await readFile(kmods.ko.kmm_hello!), 'unique': `${Math.random()}` }],
+  });
+  await pushImage(image, registry, `day1/corrupt:${kver}`);
+  const res = await fetch(`${registry.url}/v2/day1/corrupt/manifests/${kver}`, {
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' },
+  });
+  const manifest = (await res.json()) as { layers: Array<{ digest: string }> };
+  const blob = registry.blobPath(manifest.layers[0]!.digest);
+  const bytes = await readFile(blob);
+  bytes[bytes.length >> 1]! ^= 0xff;
+  await writeFile(blob, bytes);
+
+  const n = await makeNode('corrupt');
+  const before = await reboots();
+  const pull = await n.run(pullArgs(`${registry.host}/day1/corrupt`));
+  t.equal(pull.code, 1, 'the pull fails');
+  t.match(pull.stderr, /sha256|digest/i, 'naming the verification failure');
+  t.same(await reboots(), before, 'no reboot');
+  const load = await n.run(loadArgs(`${registry.host}/day1/corrupt`), { offline: true });
+  t.equal(load.code, 0);
+  t.match(load.stderr, 'is not in the store');
+  t.same(await n.argv(), [], 'nothing loaded');
 });
