@@ -1,5 +1,4 @@
-import t from 'tap';
-type Tap = { equal(found: unknown, wanted: unknown, message?: string, extra?: object): boolean; teardown(fn: () => unknown): void };
+import t, { type Test } from 'tap';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -17,7 +16,7 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   return out;
 }
 
-async function setup(t: Tap): Promise<{ env: Env; cfg: string }> {
+async function setup(t: Test): Promise<{ env: Env; cfg: string }> {
   const env = await makeEnv({
     modules: ['kmm_user', 'kmm_lib', 'kmm_fw'],
     firmware: { 'kmm/a.bin': 'A', 'b.bin': 'B' },

@@ -1,5 +1,4 @@
-import t from 'tap';
-type Tap = { equal(found: unknown, wanted: unknown, message?: string, extra?: object): boolean; teardown(fn: () => unknown): void };
+import t, { type Test } from 'tap';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -8,7 +7,7 @@ import { makeEnv, type CliResult, type Env } from './fixtures.js';
 const IMAGE = 'registry.example/kmm/kmods:1';
 const cfgOf = (env: Env, modprobe: object, more: object = {}) =>
   env.config({ kernelVersion: env.kmods.kver, containerImage: IMAGE, ...more, modprobe });
-const ok = (t: Tap, r: CliResult, what = 'exit 0') => t.equal(r.code, 0, what, { stderr: r.stderr });
+const ok = (t: Test, r: CliResult, what = 'exit 0') => t.equal(r.code, 0, what, { stderr: r.stderr });
 const sysfs = (env: Env, m: string, f: string) => readFile(join(env.host.sysModule(m), f), 'utf8').then((s) => s.trim());
 const exists = (p: string) => stat(p).then(() => true, () => false);
 
