@@ -126,3 +126,20 @@ t.test('CLI: every invalid config exits 2 with one line naming the field; modpro
   t.same(await env.argv(), [], 'the recording modprobe was never called');
   t.same(await env.host.loadedModules(), []);
 });
+
+t.test('every shipped example is a valid config', async (t) => {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { repoRoot } = await import('./fixtures.js');
+  const dir = join(repoRoot, 'examples');
+  const files = (await readdir(dir)).filter((f) => /\.(ya?ml|json)$/.test(f));
+  t.ok(files.length >= 4, `examples: ${files.join(', ')}`);
+  for (const f of files) {
+    const c = parseModuleConfig(await readFile(join(dir, f), 'utf8'), f);
+    t.equal(c.kernelVersion, '6.1.0-27-amd64', f);
+  }
+  const full = parseModuleConfig(await readFile(join(dir, 'module-config.yaml'), 'utf8'), 'module-config.yaml');
+  t.same(full.modprobe.modulesLoadingOrder, ['acme_nic_oot', 'acme_ptp', 'acme_auxbus']);
+  t.equal(full.modprobe.firmwarePath, '/firmware');
+  t.same(full.inTreeModulesToRemove, ['acme_nic', 'acme-nic-ptp']);
+});
