@@ -40,7 +40,20 @@ export async function createReporter(
   }
   const clients = kubeClients(loaded);
   log.debug({ server: clients.server, credentials: loaded.source, node: opts.nodeName }, 'reporting Events on the Node');
-  return createKubeReporter({ clients, nodeName: opts.nodeName, module, log, ...pick(tuning) });
+  return createKubeReporter({ clients, nodeName: opts.nodeName, module, log, ...budgetFromEnv(tuning.env ?? process.env, log), ...pick(tuning) });
+}
+
+/** `KMM_REPORT_TIMEOUT` (seconds, default 6): how long one report may take, retries included. */
+function budgetFromEnv(env: NodeJS.ProcessEnv, log: Pick<Context, 'log'>['log']): Partial<KubeReporterOptions> {
+  const raw = env.KMM_REPORT_TIMEOUT;
+  if (raw === undefined || raw === '') return {};
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    log.warn(`KMM_REPORT_TIMEOUT must be a positive number of seconds, got '${raw}'; using the default`);
+    return {};
+  }
+  const budgetMs = Math.round(seconds * 1000);
+  return { budgetMs, requestTimeoutMs: Math.min(2000, Math.max(100, Math.round(budgetMs / 2))) };
 }
 
 function pick(t: Partial<KubeReporterOptions>): Partial<KubeReporterOptions> {
