@@ -19,8 +19,9 @@ export interface PreflightFlags {
 export async function preflight(ctx: Context, flags: PreflightFlags): Promise<number> {
   const { runPreflight } = await import('../preflight/run-preflight.js');
   const { openImage, closeRegistryClients } = await import('../image/open.js');
-  const { loadKubeConfig, kubeClients } = await import('../report/kube.js');
-  const kube = () => {
+  // the Kubernetes client is heavy to load: only for --from-cluster / --write-status
+  const kube = async () => {
+    const { loadKubeConfig, kubeClients } = await import('../report/kube.js');
     let loaded: ReturnType<typeof loadKubeConfig>;
     try {
       loaded = loadKubeConfig();
@@ -47,7 +48,15 @@ export async function preflight(ctx: Context, flags: PreflightFlags): Promise<nu
       { openImage, kube },
     );
   } finally {
-    // keep-alive connections to registries must not hold the process open
-    await closeRegistryClients();
+    // Keep-alive connections must not hold the process open; nor may a connection stuck in a hung registry's
+    // TLS handshake (it is abandoned at --timeout, but the socket lingers until undici's connect timeout):
+    // once the report is out and nothing else is pending, leave without it.
+    void closeRegistryClients().catch(() => undefined);
+    setTimeout(exitWhenFlushed, 1500).unref();
   }
+}
+
+function exitWhenFlushed(): void {
+  if (process.stdout.writableLength > 0) process.stdout.once('drain', () => process.exit());
+  else process.exit();
 }

@@ -9,10 +9,10 @@ import type { ImageSourceOptions } from '../image/types.js';
 import type { KubeClients } from '../report/kube.js';
 import { checkKernelArgument } from './kernel.js';
 import { isRecord, readModuleFiles, readPreflightKernel, type ModuleResource } from './module-cr.js';
-import { runBounded } from './pool.js';
+import { runBounded, TaskTimeoutError } from './pool.js';
 import { renderJson, renderTable } from './output.js';
 import { byNamespaceAndName, moduleStatus, type PreflightReport } from './status.js';
-import { validateModule, type CredentialSource, type OpenImage } from './validate-module.js';
+import { timeoutReason, validateModule, type CredentialSource, type OpenImage } from './validate-module.js';
 
 export interface PreflightOptions {
   kernel?: string;
@@ -31,7 +31,7 @@ export interface PreflightOptions {
 export interface PreflightDeps {
   openImage: OpenImage;
   /** the Kubernetes clients; undefined when there are no credentials */
-  kube: () => KubeClients | undefined;
+  kube: () => Promise<KubeClients | undefined>;
   now?: () => Date;
 }
 
@@ -42,7 +42,7 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
 
   let kube: KubeClients | undefined;
   if (opts.fromCluster || opts.writeStatus) {
-    kube = deps.kube();
+    kube = await deps.kube();
     const why = opts.fromCluster ? '--from-cluster' : '--write-status';
     if (!kube) throw new UsageError(`${why} needs Kubernetes credentials: set KUBECONFIG or run in a pod with a service account`);
   }
@@ -71,8 +71,11 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
     { limit: opts.parallel, timeoutSeconds: opts.timeoutSeconds, signal: ctx.signal },
     (mod, signal) =>
       validateModule(mod, kernelVersion, { openImage: deps.openImage, imageOptions, credentials, secretsReadable: Boolean(opts.fromCluster), log, now }, signal),
-    // only an interruption lands here (validateModule reports its own failures): not finished
-    (mod) => moduleStatus(mod, 'InProgress', 'verification was interrupted before it finished', now()),
+    // validateModule reports its own failures: only a check abandoned at its time limit, or interrupted, lands here
+    (mod, err) =>
+      err instanceof TaskTimeoutError
+        ? moduleStatus(mod, 'Failure', timeoutReason(mod, kernelVersion, err), now())
+        : moduleStatus(mod, 'InProgress', 'verification was interrupted before it finished', now()),
   );
   for (const s of statuses) {
     const line = { module: `${s.namespace}/${s.name}`, status: s.verificationStatus, reason: s.statusReason };

@@ -101,10 +101,17 @@ async function imageStage(
   return `image ${m.containerImage} has ${result.path}`;
 }
 
+/** The reason of a check abandoned at its time limit, naming the image it was waiting for. */
+export function timeoutReason(mod: ModuleResource, kernelVersion: string, err: TaskTimeoutError): string {
+  const r = resolveModuleForKernel(mod, kernelVersion);
+  return r.kind === 'resolved' ? `timed out after ${err.seconds}s checking image ${r.module.containerImage}` : err.message;
+}
+
 /** How an image error reads in the status: not found, access denied, timed out, or the error's own line. */
 export function failureReason(m: ResolvedModule, err: unknown, creds: ModuleCredentials | undefined, secretsReadable: boolean): string {
   const image = m.containerImage;
   if (err instanceof TaskTimeoutError) return `timed out after ${err.seconds}s checking image ${image}`;
+  if (err instanceof ModuleCheckFailure) return err.message;
   const kind = classifyImageError(err);
   // the registry client's messages start with "image <ref>: "; the status names the image once
   const detail = oneLine(err).replace(/^image \S+: /, '');

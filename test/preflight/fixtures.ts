@@ -125,7 +125,8 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
       process.execPath,
       [CLI, '--log-format', 'json', ...args],
       {
-        env: { ...process.env, KUBECONFIG: undefined, KMM_PULL_SECRETS_DIR: '/nonexistent', ...env },
+        // tap's NODE_OPTIONS (process tracking) only slows the CLI down; it is not under test
+        env: { ...process.env, NODE_OPTIONS: undefined, KUBECONFIG: undefined, KMM_PULL_SECRETS_DIR: '/nonexistent', ...env },
         timeout: timeoutMs,
         maxBuffer: 32 << 20,
       },

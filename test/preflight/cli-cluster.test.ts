@@ -1,0 +1,158 @@
+/**
+ * `preflight --from-cluster` and `--write-status` against the strict fake API server (no real kube-apiserver
+ * can run here): Modules listed across namespaces, imageRepoSecret read per Module, the exact status patch.
+ */
+import t from 'tap';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
+import { startRegistry } from '../helpers/registry.js';
+import { K, moduleCR, publish, runCli, tmpDir } from './fixtures.js';
+
+const KMM_RESOURCES: ResourceDef[] = [
+  { group: 'kmm.sigs.x-k8s.io', version: 'v1beta1', resource: 'modules', kind: 'Module', namespaced: true, subresources: ['status'] },
+  {
+    group: 'kmm.sigs.x-k8s.io', version: 'v1beta2', resource: 'preflightvalidationsocp', kind: 'PreflightValidationOCP',
+    namespaced: false, shortNames: ['pfvo'], subresources: ['status'],
+  },
+];
+const MODULES = { group: 'kmm.sigs.x-k8s.io', version: 'v1beta1', resource: 'modules' };
+const PVO = { group: 'kmm.sigs.x-k8s.io', version: 'v1beta2', resource: 'preflightvalidationsocp' };
+const OLD = '2026-01-01T00:00:00Z';
+
+const work = await tmpDir('cluster');
+t.teardown(() => fs.rm(work, { recursive: true, force: true }));
+const pub = await startRegistry();
+t.teardown(() => pub.stop());
+const priv = await startRegistry({ auth: 'basic', tls: true });
+t.teardown(() => priv.stop());
+await Promise.all([
+  publish(pub, work, [`kmod/good:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]),
+  publish(priv, work, [`private/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]),
+]);
+const hostRoot = path.join(work, 'host');
+await fs.mkdir(path.join(hostRoot, 'etc/containers/certs.d', priv.host), { recursive: true });
+await fs.copyFile(priv.caFile!, path.join(hostRoot, 'etc/containers/certs.d', priv.host, 'ca.crt'));
+
+async function cluster() {
+  const api = await FakeApiServer.start({ resources: KMM_RESOURCES, token: 'sa-token' });
+  const kubeconfig = await api.writeKubeconfig(path.join(work, `kubeconfig-${Date.now()}`));
+  const good = (name: string, ns: string, extra: Record<string, unknown> = {}) =>
+    moduleCR(name, { kernelMappings: [{ regexp: '^6\\.', containerImage: `${pub.host}/kmod/good:\${KERNEL_FULL_VERSION}` }] }, { namespace: ns, ...extra });
+  const privateImage = (name: string, secret: string) =>
+    moduleCR(name, { kernelMappings: [{ literal: K, containerImage: `${priv.host}/private/kmod:${K}` }] }, { namespace: 'kmm', spec: { imageRepoSecret: { name: secret } } });
+  api.seed(MODULES, good('good', 'kmm'));
+  api.seed(MODULES, good('late', 'apps'));
+  api.seed(MODULES, privateImage('private', 'regcred'));
+  api.seed(MODULES, privateImage('private-nosecret', 'missing'));
+  api.seed(MODULES, moduleCR('old-only', { kernelMappings: [{ literal: '6.1.0-26-amd64', containerImage: `${pub.host}/kmod/good:x` }] }, { namespace: 'apps' }));
+  const deleting = good('deleting', 'kmm');
+  (deleting.metadata as Record<string, unknown>).deletionTimestamp = '2026-11-21T00:00:00Z';
+  (deleting.metadata as Record<string, unknown>).finalizers = ['kmm.node.kubernetes.io/module-finalizer'];
+  api.seed(MODULES, deleting);
+  api.seed(MODULES, { apiVersion: 'kmm.sigs.x-k8s.io/v1beta1', kind: 'Module', metadata: { name: 'plugin-only', namespace: 'kmm' }, spec: { devicePlugin: { container: { image: 'x' } }, selector: {} } });
+  const dockerconfig = { auths: { [priv.host]: { auth: Buffer.from(`${priv.username}:${priv.password}`).toString('base64') } } };
+  api.seed({ resource: 'secrets' }, {
+    apiVersion: 'v1', kind: 'Secret', metadata: { name: 'regcred', namespace: 'kmm' }, type: 'kubernetes.io/dockerconfigjson',
+    data: { '.dockerconfigjson': Buffer.from(JSON.stringify(dockerconfig)).toString('base64') },
+  });
+  api.seed(PVO, {
+    apiVersion: 'kmm.sigs.x-k8s.io/v1beta2', kind: 'PreflightValidationOCP', metadata: { name: 'pf' },
+    spec: { kernelVersion: K, pushBuiltImage: false },
+    status: {
+      modules: [
+        { name: 'good', namespace: 'kmm', verificationStage: 'Done', verificationStatus: 'Success', statusReason: 'verified image exists', lastTransitionTime: OLD },
+        { name: 'gone', namespace: 'zzz', verificationStage: 'Done', verificationStatus: 'Failure', statusReason: 'mapping not found', lastTransitionTime: OLD },
+      ],
+    },
+  });
+  return { api, env: { KUBECONFIG: kubeconfig } };
+}
+
+t.test('--from-cluster --write-status: every Module, its secret, the exact status patch', async (t) => {
+  const { api, env } = await cluster();
+  t.teardown(() => api.close());
+  // no --kernel: the PreflightValidationOCP's spec.kernelVersion is the kernel
+  const r = await runCli(['--host-root', hostRoot, 'preflight', '--from-cluster', '--write-status', 'pf', '--json'], env);
+  t.equal(r.code, 1, r.stderr);
+  const report = JSON.parse(r.stdout) as { kernelVersion: string; modules: Record<string, string>[] };
+  t.equal(report.kernelVersion, K);
+  t.same(report.modules.map((m) => [`${m.namespace}/${m.name}`, m.verificationStatus]), [
+    ['apps/late', 'Success'],
+    ['apps/old-only', 'Failure'],
+    ['kmm/good', 'Success'],
+    ['kmm/private', 'Success'],
+    ['kmm/private-nosecret', 'Failure'],
+  ], 'sorted; the Module being deleted and the device-plugin-only Module are skipped');
+  const byName = Object.fromEntries(report.modules.map((m) => [m.name, m]));
+  t.equal(byName['private-nosecret']!.statusReason, 'imageRepoSecret kmm/missing not found');
+  t.equal(byName['old-only']!.statusReason, `no kernel mapping matches kernel ${K}`);
+
+  const patches = api.requests.filter((q) => q.method === 'PATCH');
+  t.equal(patches.length, 1, 'one status write');
+  const patch = patches[0]!;
+  t.equal(patch.path, '/apis/kmm.sigs.x-k8s.io/v1beta2/preflightvalidationsocp/pf/status');
+  t.equal(patch.contentType, 'application/merge-patch+json');
+  t.equal(patch.authorization, 'Bearer sa-token');
+  const seededRv = api.requests.find((q) => q.method === 'GET' && q.path.endsWith('/preflightvalidationsocp/pf'));
+  t.ok(seededRv, 'the object was read first');
+  const at = (name: string) => byName[name]!.lastTransitionTime;
+  const entry = (ns: string, name: string, status: string, reason: string, time: string) =>
+    ({ name, namespace: ns, verificationStage: 'Done', verificationStatus: status, statusReason: reason, lastTransitionTime: time });
+  t.same(patch.body, {
+    metadata: { resourceVersion: (patch.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion },
+    status: {
+      modules: [
+        entry('apps', 'late', 'Success', byName.late!.statusReason!, at('late')),
+        entry('apps', 'old-only', 'Failure', `no kernel mapping matches kernel ${K}`, at('old-only')),
+        // unchanged status: the transition time stays; the reason is the new one
+        entry('kmm', 'good', 'Success', `image ${pub.host}/kmod/good:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, OLD),
+        entry('kmm', 'private', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, at('private')),
+        entry('kmm', 'private-nosecret', 'Failure', 'imageRepoSecret kmm/missing not found', at('private-nosecret')),
+        // another module's entry is kept
+        entry('zzz', 'gone', 'Failure', 'mapping not found', OLD),
+      ],
+    },
+  });
+  t.match((patch.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion, /^\d+$/);
+  const stored = api.objects('preflightvalidationsocp', PVO)[0]!;
+  t.same(stored.status, (patch.body as { status: unknown }).status, 'the status subresource holds it');
+  t.same(stored.spec, { kernelVersion: K, pushBuiltImage: false }, 'the spec is untouched');
+
+  const secretReads = api.requests.filter((q) => q.path.includes('/secrets/'));
+  t.same(secretReads.map((q) => q.path).sort(), ['/api/v1/namespaces/kmm/secrets/missing', '/api/v1/namespaces/kmm/secrets/regcred']);
+  t.notMatch(r.stdout + r.stderr, priv.password!, 'the secret never appears');
+});
+
+t.test('a conflicting concurrent write is retried on a fresh read', async (t) => {
+  const { api, env } = await cluster();
+  t.teardown(() => api.close());
+  api.fail({ method: 'PATCH', path: '/apis/kmm.sigs.x-k8s.io/v1beta2/preflightvalidationsocp/pf/status', status: 409, times: 1 });
+  const r = await runCli(['--host-root', hostRoot, 'preflight', '--from-cluster', '--write-status', 'pf', '--json'], env);
+  t.equal(r.code, 1);
+  t.equal(api.requests.filter((q) => q.method === 'PATCH').length, 2);
+  t.equal(api.objects('preflightvalidationsocp', PVO)[0]!.status.modules.length, 6);
+});
+
+t.test('command-line and cluster mistakes are exit 2 with one clear line', async (t) => {
+  const { api, env } = await cluster();
+  t.teardown(() => api.close());
+  const lastLine = (s: string) => (JSON.parse(s.trim().split('\n').pop()!) as { msg: string }).msg;
+  const cases: [string[], Record<string, string | undefined>, RegExp][] = [
+    [['preflight', '--from-cluster', '--kernel', K], {}, /^--from-cluster needs Kubernetes credentials/],
+    [['preflight', '--from-cluster', '--kernel', '6.1.0-28-amd64', '--write-status', 'pf'], env, /^--kernel says kernel 6\.1\.0-28-amd64 but PreflightValidationOCP pf says 6\.1\.0-27-amd64$/],
+    [['preflight', '--from-cluster', '--write-status', 'nope'], env, /^--write-status: PreflightValidationOCP nope not found$/],
+    [['preflight', '--from-cluster'], env, /^give the kernel to validate for/],
+    [['preflight', '--kernel', K], env, /^give the Modules to validate/],
+    [['preflight', '--kernel', K, '--from-cluster', '--module', 'x.yaml'], env, /exclusive/],
+    [['preflight', '--kernel', '6.1', '--from-cluster'], env, /^kernel version '6\.1' must have at least three components/],
+    [['preflight', '--kernel', K, '--module', '/nonexistent.yaml'], {}, /^--module \/nonexistent\.yaml: cannot read: ENOENT$/],
+  ];
+  for (const [args, e, want] of cases) {
+    const r = await runCli(args, e);
+    t.equal(r.code, 2, args.join(' '));
+    t.match(lastLine(r.stderr), want, args.join(' '));
+    t.equal(r.stdout, '', 'no report');
+  }
+  t.equal(api.requests.filter((q) => q.method === 'PATCH').length, 0, 'nothing written');
+});
