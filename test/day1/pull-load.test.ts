@@ -259,3 +259,15 @@ t.test('a pull whose blob fails verification stores nothing, never reboots, and 
   t.match(load.stderr, 'is not in the store');
   t.same(await n.argv(), [], 'nothing loaded');
 });
+
+t.test('--dry-run pull says what it would do and does none of it', async (t) => {
+  const n = await makeNode('dry-run');
+  const before = await reboots();
+  await registry.clearRequests();
+  const r = await n.run(['--dry-run', ...pullArgs()]);
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, `# dry run: would pull ${repo}:${kver} into ${n.imagesDir}, then run: ${rebootCommand}`, "one plan line (execa strips the final newline)");
+  t.same(await reboots(), before, 'no reboot');
+  t.same(await registry.requests(), [], 'no registry request');
+  t.notOk(existsSync(join(n.imagesDir, 'entries')), 'nothing stored');
+});
