@@ -1,7 +1,7 @@
 import t from 'tap';
 import { OperationError, UsageError } from '../../src/errors.js';
 import { checkImageRepository, day1ImageReference } from '../../src/day1/image-ref.js';
-import { day1Settings } from '../../src/day1/settings.js';
+import { day1Settings, type Day1Flags } from '../../src/day1/settings.js';
 
 t.test('repositories: registry (with port) and oci: layouts, never a tag or digest', async (t) => {
   t.equal(checkImageRepository('quay.io/org/kmod'), 'quay.io/org/kmod');
@@ -42,12 +42,13 @@ t.test('settings: empty values mean the defaults; bad values are usage errors', 
   t.same(full.rebootCommand, ['shutdown', '-r', 'now']);
   t.equal(full.hostFirmwarePath, '/lib/firmware/updates');
   t.equal(full.firmwareDir, '/firmware');
-  for (const [what, flags] of [
+  const bad: Array<[string, Day1Flags]> = [
     ['no module', { image: 'quay.io/org/kmod' }],
     ['firmware dir escaping the image', { image: 'quay.io/org/kmod', module: 'ice', firmwareDir: '/fw/../../etc' }],
     ['relative host firmware path', { image: 'quay.io/org/kmod', module: 'ice', firmwarePath: 'firmware' }],
     ['bad in-tree name', { image: 'quay.io/org/kmod', module: 'ice', inTreeModules: ['-r'] }],
-  ] as const) {
+  ];
+  for (const [what, flags] of bad) {
     t.throws(() => day1Settings(flags), UsageError, what);
   }
 });
