@@ -104,6 +104,23 @@ t.test('run: SIGTERM during the load, then a second SIGTERM during the unload: n
   t.notOk(d.api.objects('events').some((e) => e.reason === 'ModuleLoadFailed'), 'an interrupted load is not reported as a failure');
 });
 
+t.test('run: a failing load is retried with backoff, reported each time, and /readyz says why', async (t) => {
+  const d = await makeDaemonEnv(['kmm_hello']);
+  t.teardown(d.cleanup);
+  await d.volume.write(cfg(d.env.kmods.kver, 'kmm_hello'));
+  const daemon = await d.start([], { RECORDING_MODPROBE_FAIL: 'kmm_hello' });
+  await until(() => d.api.objects('events').find((e) => e.reason === 'ModuleLoadFailed')?.count >= 2, 'failed twice, one Event with count 2');
+  const ready = await get(`${daemon.healthUrl}/readyz`);
+  t.equal(ready.status, 503);
+  t.match(ready.body, /not ready: last attempt failed: .*kmm_hello/);
+  t.equal((await get(`${daemon.healthUrl}/healthz`)).status, 200, 'still live: the kubelet need not restart it');
+  const retries = daemon.lines.filter((l) => typeof l.retryInMs === 'number').map((l) => l.retryInMs as number);
+  t.ok(retries.length >= 2 && retries[1]! > retries[0]!, `backoff grows: ${retries.join(', ')} ms`);
+  daemon.proc.kill('SIGTERM');
+  t.equal((await daemon.exit).code, 0);
+  t.same(await d.env.host.loadedModules(), []);
+});
+
 t.test('run: bad command line or config → exit 2 before anything is touched', async (t) => {
   const d = await makeDaemonEnv(['kmm_hello']);
   t.teardown(d.cleanup);
