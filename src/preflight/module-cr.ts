@@ -66,18 +66,25 @@ export function moduleFromObject(
   };
 }
 
-/** Reads the Module files in order; a Module named twice (same namespace/name) is a usage error. */
+/** `kubectl get modules -A -o yaml | kmm-worker preflight --module -` */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Reads the Module files in order (`-` = stdin); a Module named twice (same namespace/name) is a usage error. */
 export async function readModuleFiles(files: string[], defaultNamespace = 'default'): Promise<ModuleResource[]> {
   const all: ModuleResource[] = [];
   const seen = new Map<string, string>();
   for (const file of files) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
     } catch (err) {
       throw new UsageError(`--module ${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? oneLine(err)}`);
     }
-    for (const m of parseModuleDocuments(text, file, defaultNamespace)) {
+    for (const m of parseModuleDocuments(text, file === '-' ? 'stdin' : file, defaultNamespace)) {
       const key = `${m.namespace}/${m.name}`;
       const before = seen.get(key);
       if (before) throw new UsageError(`Module ${key} is defined twice: in ${before} and in ${m.origin}`);

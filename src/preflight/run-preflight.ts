@@ -11,7 +11,7 @@ import { checkKernelArgument } from './kernel.js';
 import { isRecord, readModuleFiles, readPreflightKernel, type ModuleResource } from './module-cr.js';
 import { runBounded, TaskTimeoutError } from './pool.js';
 import { renderJson, renderTable } from './output.js';
-import { byNamespaceAndName, moduleStatus, type PreflightReport } from './status.js';
+import { byNamespaceAndName, moduleStatus, type ModuleStatus, type PreflightReport } from './status.js';
 import { timeoutReason, validateModule, type CredentialSource, type OpenImage } from './validate-module.js';
 
 export interface PreflightOptions {
@@ -53,7 +53,7 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
   const log = ctx.log.child({ kernel: kernelVersion });
 
   const all = files.length > 0 ? await readModuleFiles(files) : await cluster!.listClusterModules(kube!, ctx.signal);
-  if (files.length > 0 && all.length === 0) throw new UsageError(`no ${'kmm.sigs.x-k8s.io/v1beta1'} Module in ${files.join(', ')}`);
+  if (files.length > 0 && all.length === 0) throw new UsageError(`no kmm.sigs.x-k8s.io/v1beta1 Module in ${files.map((f) => (f === '-' ? 'stdin' : f)).join(', ')}`);
   const modules = all.filter((m) => keep(m, log)).sort(byNamespaceAndName);
   log.info({ modules: modules.length, parallel: opts.parallel, timeoutSeconds: opts.timeoutSeconds }, 'validating Modules');
 
@@ -66,22 +66,25 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
     pullSecretsDir: ctx.opts.pullSecretsDir,
     hostRoot: ctx.opts.hostRoot,
   };
-  const statuses = await runBounded(
-    modules,
-    { limit: opts.parallel, timeoutSeconds: opts.timeoutSeconds, signal: ctx.signal },
-    (mod, signal) =>
-      validateModule(mod, kernelVersion, { openImage: deps.openImage, imageOptions, credentials, secretsReadable: Boolean(opts.fromCluster), log, now }, signal),
-    // validateModule reports its own failures: only a check abandoned at its time limit, or interrupted, lands here
-    (mod, err) =>
-      err instanceof TaskTimeoutError
-        ? moduleStatus(mod, 'Failure', timeoutReason(mod, kernelVersion, err), now())
-        : moduleStatus(mod, 'InProgress', 'verification was interrupted before it finished', now()),
-  );
-  for (const s of statuses) {
+  const logged = (s: ModuleStatus): ModuleStatus => {
     const line = { module: `${s.namespace}/${s.name}`, status: s.verificationStatus, reason: s.statusReason };
     if (s.verificationStatus === 'Success') log.info(line, 'module verified');
     else log.warn(line, 'module not verified');
-  }
+    return s;
+  };
+  const validateDeps = { openImage: deps.openImage, imageOptions, credentials, secretsReadable: Boolean(opts.fromCluster), log, now };
+  const statuses = await runBounded(
+    modules,
+    { limit: opts.parallel, timeoutSeconds: opts.timeoutSeconds, signal: ctx.signal },
+    async (mod, signal) => logged(await validateModule(mod, kernelVersion, validateDeps, signal)),
+    // validateModule reports its own failures: only a check abandoned at its time limit, or interrupted, lands here
+    (mod, err) =>
+      logged(
+        err instanceof TaskTimeoutError
+          ? moduleStatus(mod, 'Failure', timeoutReason(mod, kernelVersion, err), now())
+          : moduleStatus(mod, 'InProgress', 'verification was interrupted before it finished', now()),
+      ),
+  );
 
   const report: PreflightReport = { kernelVersion, modules: statuses };
   ctx.stdout.write(opts.json ? renderJson(report) : renderTable(report));

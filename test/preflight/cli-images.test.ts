@@ -59,6 +59,18 @@ t.test('all Modules valid: exit 0; the kernel may come from a PreflightValidatio
   t.same(report.modules.map((m) => m.verificationStatus), ['Success', 'Success']);
 });
 
+t.test('Modules on stdin (--module -), e.g. from kubectl get modules -A -o yaml', async (t) => {
+  const list = { apiVersion: 'v1', kind: 'List', items: [
+    moduleCR('piped', { kernelMappings: [{ regexp: '.', containerImage: `${reg.host}/kmod/good:\${KERNEL_FULL_VERSION}` }] }, { namespace: 'kmm' }),
+  ] };
+  const r = await runCli(['preflight', '--kernel', K, '--module', '-', '--json'], {}, 60_000, JSON.stringify(list));
+  t.equal(r.code, 0, r.stderr);
+  t.match(JSON.parse(r.stdout), { modules: [{ name: 'piped', namespace: 'kmm', verificationStatus: 'Success' }] });
+  const empty = await runCli(['preflight', '--kernel', K, '--module', '-'], {}, 60_000, 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n');
+  t.equal(empty.code, 2);
+  t.match(empty.stderr, /no kmm\.sigs\.x-k8s\.io\/v1beta1 Module in stdin"/);
+});
+
 t.test('a private image: denied without credentials, verified with them; no secret in any output', async (t) => {
   const priv = await startRegistry({ auth: 'basic', tls: true });
   t.teardown(() => priv.stop());

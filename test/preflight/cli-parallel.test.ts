@@ -4,13 +4,14 @@
  * its Module one --timeout, not the whole run.
  */
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startRegistry } from '../helpers/registry.js';
-import { K, moduleCR, publish, runCli, tmpDir, writeYaml } from './fixtures.js';
+import { CLI, K, moduleCR, publish, runCli, tmpDir, writeYaml } from './fixtures.js';
 
 const work = await tmpDir('parallel');
 t.teardown(() => fs.rm(work, { recursive: true, force: true }));
@@ -86,4 +87,32 @@ t.test('a registry that never answers costs its Module one --timeout; the others
   t.same(report.modules.map((m) => [m.name, m.verificationStatus]), [['a', 'Success'], ['b', 'Success'], ['c', 'Success'], ['hung', 'Failure']]);
   t.equal(report.modules[3]!.statusReason, `timed out after 2s checking image ${hung}/kmod/x:${K}`);
   t.ok(r.ms < 6000, `took ${r.ms} ms`);
+});
+
+t.test('SIGINT: the report is still printed, unfinished Modules are InProgress, exit 130', async (t) => {
+  const sockets = new Set<net.Socket>();
+  const silent = net.createServer((s) => { sockets.add(s); s.on('error', () => {}); });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => { for (const s of sockets) s.destroy(); silent.close(); });
+  const hung = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const file = await writeYaml(path.join(work, 'interrupted.yaml'), [
+    moduleCR('a-done', { kernelMappings: [{ regexp: '.', containerImage: `${reg.host}/kmod/good:\${KERNEL_FULL_VERSION}` }] }),
+    moduleCR('b-hung', { kernelMappings: [{ regexp: '.', containerImage: `${hung}/kmod/x:1` }] }),
+  ]);
+  const child = spawn(process.execPath, [CLI, '--log-format', 'json', 'preflight', '--kernel', K, '--module', file, '--json'], {
+    env: { ...process.env, NODE_OPTIONS: undefined, KMM_PULL_SECRETS_DIR: '/nonexistent' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d));
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d;
+    // a-done is verified and b-hung is waiting on its registry: interrupt now
+    if (stderr.includes('"module":"default/a-done"') && !child.killed) setTimeout(() => child.kill('SIGINT'), 300);
+  });
+  const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+  t.equal(code, 130);
+  const report = JSON.parse(stdout) as { modules: { name: string; verificationStage: string; verificationStatus: string; statusReason: string }[] };
+  t.same(report.modules.map((m) => [m.name, m.verificationStage, m.verificationStatus]), [['a-done', 'Done', 'Success'], ['b-hung', 'Image', 'InProgress']]);
+  t.equal(report.modules[1]!.statusReason, 'verification was interrupted before it finished');
 });

@@ -118,10 +118,10 @@ export interface CliResult {
 }
 
 /** Runs the real CLI (bin/kmm-worker.js → dist/) with Node 24. */
-export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 120_000): Promise<CliResult> {
+export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 120_000, input?: string): Promise<CliResult> {
   const started = Date.now();
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       [CLI, '--log-format', 'json', ...args],
       {
@@ -135,6 +135,7 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
         resolve({ code, stdout, stderr, ms: Date.now() - started });
       },
     );
+    child.stdin?.end(input ?? '');
   });
 }
 

@@ -164,3 +164,19 @@ spec: {}
   });
   t.throws(() => parseModuleDocuments('a: [\n', 'f.yaml'), /^f\.yaml: invalid YAML/);
 });
+
+t.test('a kubectl List of Modules (kubectl get modules -A -o yaml)', async (t) => {
+  const text = `apiVersion: v1
+kind: List
+items:
+- apiVersion: kmm.sigs.x-k8s.io/v1beta1
+  kind: Module
+  metadata: {name: a, namespace: x, deletionTimestamp: "2026-01-01T00:00:00Z"}
+  spec: {}
+- apiVersion: kmm.sigs.x-k8s.io/v1beta1
+  kind: Module
+  metadata: {name: b, namespace: y}
+  spec: {}
+`;
+  t.same(parseModuleDocuments(text, 'list.yaml').map((m) => [m.namespace, m.name, m.deleting]), [['x', 'a', true], ['y', 'b', false]]);
+});
