@@ -102,12 +102,6 @@ function isCertificateError(err: unknown): boolean {
   return CERT_CODES.test(code);
 }
 
-/** A TLS handshake that got a plain-HTTP answer (or none that speaks TLS). */
-function isNotTlsError(err: unknown): boolean {
-  const code = errorCode(err) ?? '';
-  return code.startsWith('ERR_SSL_') || code === 'EPROTO' || /wrong version number|packet length too long/i.test(errorText(err));
-}
-
 function stripQuery(u: string): string {
   const i = u.search(/[?#]/);
   return i < 0 ? u : u.slice(0, i);
@@ -156,6 +150,7 @@ export class RegistryClient {
   private pinging: Promise<void> | undefined;
   private challenge: Challenge | undefined;
   private readonly tokens = new Map<string, CachedToken>();
+  private readonly tokenRequests = new Map<string, Promise<CachedToken>>();
   private warnedInsecure = false;
 
   constructor(opts: RegistryClientOptions) {
@@ -240,26 +235,37 @@ export class RegistryClient {
   private async ping(signal?: AbortSignal): Promise<void> {
     const { endpoint, insecure } = this.opts;
     const mayUseHttp = insecure || isLoopbackHost(endpoint);
-    const pingAt = async (base: string) =>
-      this.withRetries('ping /v2/', signal, async () => {
-        const res = await this.raw('GET', `${base}/v2/`, {}, signal);
-        await res.body.dump();
-        if (res.statusCode >= 500 || res.statusCode === 429) {
-          throw new HttpStatusError(res.statusCode, header(res.headers, 'retry-after'));
-        }
-        return res;
-      });
+    const probe = async (base: string) => {
+      const res = await this.raw('GET', `${base}/v2/`, {}, signal);
+      await res.body.dump();
+      if (res.statusCode >= 500 || res.statusCode === 429) {
+        throw new HttpStatusError(res.statusCode, header(res.headers, 'retry-after'));
+      }
+      return res;
+    };
+    const pingAt = (base: string) => this.withRetries('ping /v2/', signal, () => probe(base));
     let res: RegistryResponse;
-    try {
+    if (!mayUseHttp) {
       res = await pingAt(`https://${endpoint}`);
       this.base = `https://${endpoint}`;
-    } catch (err) {
-      const cause = (err as { cause?: unknown }).cause ?? err;
-      if (!mayUseHttp || isCertificateError(cause) || !(isNotTlsError(cause) || insecure)) throw err;
-      this.opts.log.debug({ registry: this.registry, reason: errorCode(cause) ?? errorText(cause).split('\n')[0] },
-        'HTTPS failed; trying plain HTTP');
-      res = await pingAt(`http://${endpoint}`);
-      this.base = `http://${endpoint}`;
+    } else {
+      try {
+        // one try only: a plain-HTTP server answers a TLS hello with garbage or a reset, and retrying that is useless
+        res = await probe(`https://${endpoint}`);
+        this.base = `https://${endpoint}`;
+      } catch (err) {
+        signal?.throwIfAborted();
+        if (isCertificateError(err)) throw this.networkError(err, 'ping /v2/', 1);
+        if (err instanceof HttpStatusError) {
+          res = await pingAt(`https://${endpoint}`);
+          this.base = `https://${endpoint}`;
+        } else {
+          this.opts.log.debug({ registry: this.registry, reason: errorCode(err) ?? errorText(err).split('\n')[0] },
+            'HTTPS failed; trying plain HTTP');
+          res = await pingAt(`http://${endpoint}`);
+          this.base = `http://${endpoint}`;
+        }
+      }
     }
     if (insecure && !this.warnedInsecure) {
       this.warnedInsecure = true;
@@ -289,7 +295,13 @@ export class RegistryClient {
     const scope = `repository:${repository}:pull`;
     const cached = this.tokens.get(scope);
     if (!forceNew && cached && cached.expiresAt > Date.now()) return `Bearer ${cached.value}`;
-    const token = await this.fetchToken(ch, scope, signal);
+    // concurrent requests (layers downloaded in parallel) share one token request
+    let pending = forceNew ? undefined : this.tokenRequests.get(scope);
+    if (!pending) {
+      pending = this.fetchToken(ch, scope, signal).finally(() => this.tokenRequests.delete(scope));
+      this.tokenRequests.set(scope, pending);
+    }
+    const token = await pending;
     this.tokens.set(scope, token);
     return `Bearer ${token.value}`;
   }

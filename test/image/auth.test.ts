@@ -86,6 +86,9 @@ t.test('Basic auth failures', async (t) => {
     `/etc/containers/certs.d/${basic.host}/ca.crt or allow insecurePull$`));
   t.equal(r.stdout, '');
 
+  r = await cli(['--auth-file', good, 'image', 'inspect', ref, '--json'], { NODE_EXTRA_CA_CERTS: basic.caFile! });
+  t.equal(r.code, 0, `a CA from NODE_EXTRA_CA_CERTS is trusted: ${errorLine(r.stderr)}`);
+
   r = await cli(['--auth-file', good, 'image', 'inspect', ref, '--insecure', '--json']);
   t.equal(r.code, 0, '--insecure skips verification');
   t.match(r.stderr, /insecure pull: TLS certificates are not verified/);

@@ -91,7 +91,9 @@ t.test('multi-arch: an OCI index and a Docker manifest list', async (t) => {
     const arm = JSON.parse((await cli(['image', 'inspect', `${reg.host}/kmod:${tag}`, '--json', '--platform', 'linux/arm64'])).stdout);
     t.same(arm.kernels, expectKernels('arm64'), `${tag}: arm64 modules with --platform linux/arm64`);
     t.not(arm.manifestDigest, amd.manifestDigest);
-    const host = JSON.parse((await cli(['image', 'inspect', `${reg.host}/kmod:${tag}`, '--json'])).stdout);
+    const hr = await cli(['image', 'inspect', `${reg.host}/kmod:${tag}`, '--json']);
+    t.equal(hr.code, 0, `${tag}: no --platform: ${errorLine(hr.stderr)}`);
+    const host = JSON.parse(hr.stdout || '{}');
     t.same(host.kernels, expectKernels(process.arch === 'arm64' ? 'arm64' : 'amd64'), `${tag}: the host's platform by default`);
 
     const r = await cli(['image', 'inspect', `${reg.host}/kmod:${tag}`, '--platform', 'linux/s390x']);
