@@ -107,7 +107,7 @@ export class Guest {
   async exec(script: string, opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
     const id = `c${this.nextId++}`;
     const t0 = Date.now();
-    const deadline = t0 + (opts.timeoutMs ?? 120_000);
+    const deadline = t0 + (opts.timeoutMs ?? 300_000);
     this.qemu.stdin!.write(`${id} ${Buffer.from(script).toString('base64')}\n`);
     const what = `the result of: ${script.trim().split('\n')[0]!.slice(0, 100)}`;
     await this.nextLine((l) => l === `@@OUT ${id}`, deadline, what);

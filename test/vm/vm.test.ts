@@ -10,6 +10,8 @@ import type { ExecResult } from './guest.js';
 import { FIRMWARE_BODY, FIRMWARE_REL } from './kmod-image.js';
 
 const HOST_FIRMWARE = '/var/lib/firmware';
+// Boot + ~25 kmm-worker runs under TCG: ~2 min on an idle 2-core machine, far more when other suites share it.
+t.setTimeout(15 * 60_000);
 const t0 = Date.now();
 let lab: Lab;
 
@@ -219,3 +221,53 @@ scenario('5. without inTreeModulesToRemove the live in-tree dummy is an error (e
   t.ok(await exists('/sys/class/net/dummy0'), 'dummy0 still there');
   exitsWith(t, await sh('/usr/sbin/modprobe -r dummy'), 0, 'cleanup: remove the in-tree dummy');
 });
+
+scenario('6. run (daemon): loads, re-loads a module removed behind its back, SIGTERM unloads and exits 0',
+  async (t) => {
+    const cfg = await writeConfig('daemon', baseConfig('kmm_hello', { modprobe: { parameters: ['count=3'] } }));
+    // One guest script, so the shell that starts the daemon can `wait` for its exit code.
+    const r = await sh(`
+      live() { [ "$(cat /sys/module/kmm_hello/initstate 2>/dev/null)" = live ]; }
+      upto() { i=0; while ! "$@"; do i=$((i + 1)); [ $i -gt 1200 ] && return 1; sleep 0.1; done; }
+      ready() { timeout 2 wget -q -O /dev/null http://127.0.0.1:8081/readyz 2>/dev/null; }
+      kmm-worker run ${cfg} ${SHARED} --health-addr 127.0.0.1:8081 --check-interval 1 >/tmp/daemon.log 2>&1 &
+      pid=$!
+      upto live && echo "loaded"
+      upto ready && echo "readyz ok"
+      /usr/sbin/rmmod kmm_hello && echo "removed behind its back"
+      sleep 0.5; upto live && echo "re-loaded"
+      kill -TERM $pid
+      wait $pid; echo "exit $?"
+      grep -q '^kmm_hello ' /proc/modules && echo "still loaded" || echo "unloaded"
+      cat /tmp/daemon.log >&2`, 240_000);
+    const lines = r.stdout.trim().split('\n');
+    t.same(lines, ['loaded', 'readyz ok', 'removed behind its back', 're-loaded', 'exit 0', 'unloaded'],
+      'the daemon loaded, answered /readyz, re-loaded the vanished module, and SIGTERM unloaded with exit 0',
+      { stderr: r.stderr });
+    const dmesg = await dmesgDrain();
+    t.equal(dmesg.filter((l) => l.includes('kmm_hello: loaded count=3')).length, 2, 'dmesg: loaded twice', { dmesg });
+    t.ok(indexOfLine(dmesg, 'kmm_hello: unloaded count=3') >= 0, 'dmesg: unloaded');
+  });
+
+scenario('7. Day-1: day1 pull stores the image and reboots once; day1 load works with the network down',
+  async (t) => {
+    // a store of its own: the image cache of the earlier scenarios already holds this image
+    const day1 = `--image ${lab.guestRepo} --module kmm_hello --images-dir /var/lib/kmm/day1-store`;
+    const pulled = await kw(`day1 pull ${day1} --insecure --reboot-command "touch /tmp/reboot-requested"`);
+    exitsWith(t, pulled, 0, 'day1 pull');
+    t.ok(await exists('/tmp/reboot-requested'), 'the reboot command ran after storing the image');
+    await sh('rm -f /tmp/reboot-requested');
+    exitsWith(t, await kw(`day1 pull ${day1} --insecure --reboot-command "touch /tmp/reboot-requested"`), 0,
+      'second day1 pull');
+    t.notOk(await exists('/tmp/reboot-requested'), 'nothing new stored: no second reboot');
+
+    // before the network: no link, no route, and the registry is asked nothing
+    exitsWith(t, await sh('ip link set eth0 down && ! ip route | grep -q default'), 0, 'network down');
+    await lab.registry.clearRequests();
+    const loaded = await kw(`day1 load ${day1}`);
+    exitsWith(t, loaded, 0, 'day1 load');
+    t.equal((await procModules()).get('kmm_hello')?.state, 'Live', '/proc/modules: kmm_hello Live');
+    t.equal(await read('/sys/module/kmm_hello/srcversion'), hostSrcversion('kmm_hello'), 'srcversion is the image\'s');
+    t.same(await lab.registry.requests(), [], 'no registry request during day1 load');
+    await sh('/usr/sbin/rmmod kmm_hello; ip link set eth0 up && ip route add default via 10.0.2.2');
+  });
