@@ -46,3 +46,18 @@ export class SharedDirKmodsSource implements KmodsSource {
     return join(this.sharedDir, config.modprobe.dirName, 'lib', 'modules', config.kernelVersion);
   }
 }
+
+/**
+ * A source built on first use: the image source pulls in the whole registry stack, which a load served from
+ * the shared dir never needs (start-up time matters under QEMU and in Day-1 boot).
+ */
+export function lazySource(name: string, build: () => Promise<KmodsSource>): KmodsSource {
+  let built: Promise<KmodsSource> | undefined;
+  return {
+    name,
+    locate(config, opts) {
+      built ??= build();
+      return built.then((s) => s.locate(config, opts));
+    },
+  };
+}

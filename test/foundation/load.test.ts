@@ -223,13 +223,16 @@ t.test('the module is not in the kmods: exit 1 naming the file and the dir; no m
   t.same(await env.argv(), []);
 });
 
-t.test('no kmods for the kernel: exit 1 naming where it looked', async (t) => {
+t.test('no kmods in the shared dir and the image not pullable (policy Never, empty cache): exit 1, no modprobe', async (t) => {
   const env = await makeEnv({ modules: ['kmm_hello'] });
   t.teardown(env.cleanup);
   await rm(join(env.shared, 'opt'), { recursive: true });
-  const r = await env.cli(['kmod', 'load', await cfgOf(env, { moduleName: 'kmm_hello' })]);
+  const cfg = await cfgOf(env, { moduleName: 'kmm_hello' }, { imagePullPolicy: 'Never' });
+  const r = await env.cli(['--images-dir', join(env.work, 'images'), 'kmod', 'load', cfg]);
   t.equal(r.code, 1);
-  t.match(r.errors[0], new RegExp(`^no kmods found for kernel ${env.kmods.kver}; looked in: shared-dir \\(\\S+/opt/lib/modules/${env.kmods.kver}\\)`));
+  t.equal(r.errors.length, 1);
+  t.match(r.errors[0], IMAGE, 'the message names the image');
+  t.same(await env.argv(), []);
 });
 
 t.test('modprobe fails: exit 1 with modprobe\'s own complaint', async (t) => {
