@@ -419,6 +419,10 @@ export class RegistryClient {
         return new OperationError(`registry ${this.registry}: pull access to ${o.repository} denied: the token ` +
           `does not grant 'pull' on it (insufficient scope)${cred ? ` with the credentials from ${cred.source}` : ''}`);
       }
+      if (cred && !hadAuth) {
+        return new OperationError(`registry ${this.registry} wants Basic authentication for ${o.repository}, but the ` +
+          `credentials from ${cred.source} hold no username and password`);
+      }
       if (cred && hadAuth) {
         return new OperationError(`registry ${this.registry}: authentication failed for ${o.repository}: the ` +
           `credentials from ${cred.source} were rejected`);

@@ -86,7 +86,7 @@ export interface FrontServer {
 
 /** An HTTP server on `listenHost` that answers with `intercept(req)` when it returns something, else forwards. */
 export async function frontServer(targetUrl: string, intercept: (req: http.IncomingMessage) => FrontAnswer,
-  listenHost = '127.0.0.1'): Promise<FrontServer> {
+  listenHost = '127.0.0.1', opts: { ignoreRange?: boolean } = {}): Promise<FrontServer> {
   const requests: FrontRequest[] = [];
   const server = http.createServer(async (req, res) => {
     requests.push({ method: req.method!, url: req.url!, authorization: req.headers.authorization !== undefined });
@@ -97,7 +97,8 @@ export async function frontServer(targetUrl: string, intercept: (req: http.Incom
       return;
     }
     const headers: Record<string, string> = {};
-    for (const h of ['authorization', 'accept', 'range']) {
+    // ignoreRange: behave like a registry (or CDN) that always answers a Range request with the whole blob
+    for (const h of opts.ignoreRange ? ['authorization', 'accept'] : ['authorization', 'accept', 'range']) {
       const v = req.headers[h];
       if (typeof v === 'string') headers[h] = v;
     }

@@ -106,6 +106,20 @@ t.test('a connection reset mid-blob', async (t) => {
     t.match(r.stderr, /blob download interrupted; resuming/);
   });
 
+  t.test('restarts and skips what it had when the server ignores Range', async (t) => {
+    const front = await frontServer(reg.url, () => undefined, '127.0.0.1', { ignoreRange: true });
+    t.teardown(() => front.close());
+    const proxy = await resetProxy(front, bigLayer.digest, 700 << 10, 1);
+    t.teardown(() => proxy.close());
+    await reg.clearRequests();
+    const r = await cli(['image', 'inspect', `${proxy.host}/kmod:big`, '--json']);
+    t.equal(r.code, 0, errorLine(r.stderr));
+    t.equal(proxy.cuts, 1);
+    t.match(proxy.blobRequests[1], /\r\nrange: bytes=[1-9]\d*-\r\n/, 'asked to resume');
+    const statuses = (await reg.requests()).filter((q) => q.path.endsWith(bigLayer.digest)).map((q) => q.status);
+    t.same(statuses, [200, 200], 'got the whole blob again, and the digest still matched');
+  });
+
   t.test('fails with one clear line when it never recovers', async (t) => {
     const proxy = await resetProxy(reg, bigLayer.digest, 100, Infinity);
     t.teardown(() => proxy.close());
@@ -180,6 +194,23 @@ t.test('a redirect to another host does not carry the Authorization header', asy
   t.same(storageSeen.filter((s) => s.authorization), [], 'none of them with Authorization');
   t.ok(front.requests.some((q) => q.url.includes('/manifests/') && q.authorization), 'the registry got it');
   t.notMatch(r.stderr, /s3cr3t-sig/, 'the signed query of the redirect is not logged');
+});
+
+t.test('manifests are checked against their digest', async (t) => {
+  const img = await buildLayout({ dir: layout, tag: 'tamper', layers: kmodLayers('6.1.0-tamper') });
+  const digest = await pushImage(img, reg, 'kmod:tamper');
+  const r = await request(`${reg.url}/v2/kmod/manifests/${digest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const body = (await r.body.text()).replace('"schemaVersion":2', '"schemaVersion": 2');
+  const front = await frontServer(reg.url, (req) => req.url!.includes('/manifests/') ? {
+    status: 200, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body } : undefined);
+  t.teardown(() => front.close());
+  await t.rejects(openImage(`${front.host}/kmod@${digest}`), { message: new RegExp(
+    `^image ${front.host}/kmod@${digest}: manifest ${digest} does not match its digest \\(got sha256:[a-f0-9]{64}\\)$`) });
+  const lying = await frontServer(reg.url, (req) => req.url!.includes('/manifests/') ? {
+    status: 200, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': digest }, body } : undefined);
+  t.teardown(() => lying.close());
+  await t.rejects(openImage(`${lying.host}/kmod:tamper`), { message: new RegExp(
+    `^image ${lying.host}/kmod:tamper: the registry says the manifest is ${digest} but its content is sha256:`) });
 });
 
 t.test('resolveDigest: one manifest request', async (t) => {
