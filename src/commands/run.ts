@@ -4,6 +4,9 @@ import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { parseHealthAddr } from '../daemon/health.js';
 import { runModuleDaemon } from '../daemon/daemon.js';
+import { readModuleConfig } from '../config/module-config.js';
+import { createWorkerDeps } from '../worker/deps.js';
+import { loadModule } from '../worker/load.js';
 
 export interface RunFlags {
   firmwarePath?: string;
@@ -25,6 +28,13 @@ export async function runDaemon(ctx: Context, configPath: string, flags: RunFlag
   const seconds = Number(flags.checkInterval ?? '10');
   if (!Number.isFinite(seconds) || seconds <= 0) {
     throw new UsageError(`--check-interval must be a positive number of seconds, got '${flags.checkInterval}'`);
+  }
+  if (ctx.opts.dryRun) {
+    // nothing is loaded in a dry run, so there is nothing to keep running: print the load plan once
+    const config = await readModuleConfig(configPath);
+    await loadModule(await createWorkerDeps(ctx, config), config, { firmwarePath });
+    ctx.log.info('dry run: the daemon would now serve health endpoints and follow the config file');
+    return 0;
   }
   await runModuleDaemon(ctx, { configPath, firmwarePath, healthAddr, checkIntervalMs: Math.round(seconds * 1000) });
   stoppedBySignal = ctx.signal.aborted;

@@ -135,3 +135,15 @@ t.test('run: bad command line or config → exit 2 before anything is touched', 
   t.same(await d.env.argv(), [], 'no modprobe ran');
   t.equal(d.api.requests.length, 0, 'nothing reported');
 });
+
+t.test('run --dry-run prints the load plan once and exits 0, touching nothing', async (t) => {
+  const d = await makeDaemonEnv(['kmm_hello']);
+  t.teardown(d.cleanup);
+  await d.volume.write(cfg(d.env.kmods.kver, 'kmm_hello'));
+  const r = await d.env.cli(['--dry-run', 'run', d.volume.configPath, '--health-addr', '127.0.0.1:0'], { KUBECONFIG: d.kubeconfig, NODE_NAME: 'node-7' });
+  t.equal(r.code, 0, 'exit 0', { stderr: r.stderr });
+  t.match(r.stdout, /kmm_hello/, 'the plan names the module');
+  t.same(await d.env.argv(), [], 'no modprobe ran');
+  t.same(await d.env.host.loadedModules(), []);
+  t.equal(d.api.requests.length, 0, 'nothing reported');
+});
