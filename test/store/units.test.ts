@@ -1,0 +1,51 @@
+import t from 'tap';
+import { PassThrough } from 'node:stream';
+import { parseDuration } from '../../src/store/inventory.js';
+import { formatProgress, progressReporter } from '../../src/store/progress.js';
+import { parsePullPolicy } from '../../src/store/pull.js';
+import { pathFilter, selectionPrefixes } from '../../src/extract/selection.js';
+import { UsageError } from '../../src/errors.js';
+
+t.test('durations', async (t) => {
+  t.equal(parseDuration('0s'), 0);
+  t.equal(parseDuration('7d'), 7 * 86_400_000);
+  t.equal(parseDuration('1h30m'), 5_400_000);
+  t.equal(parseDuration('2w'), 14 * 86_400_000);
+  for (const bad of ['', '7', 'd7', '1.5h', '7 d', '-1h', '1y']) t.throws(() => parseDuration(bad), UsageError, bad);
+});
+
+t.test('pull policies', async (t) => {
+  t.equal(parsePullPolicy(undefined), 'IfNotPresent');
+  t.equal(parsePullPolicy(''), 'IfNotPresent');
+  t.equal(parsePullPolicy('Always'), 'Always');
+  t.throws(() => parsePullPolicy('always'), { constructor: UsageError, message: /got 'always'/ });
+});
+
+t.test('selection prefixes and what they let through', async (t) => {
+  t.same(selectionPrefixes({ dirName: '/opt', kernelVersion: '6.1.0', firmwarePath: '/firmware/' }), ['opt/lib/modules/6.1.0', 'firmware']);
+  t.same(selectionPrefixes({ dirName: '/', kernelVersion: '6.1.0' }), ['lib/modules/6.1.0']);
+  t.throws(() => selectionPrefixes({ dirName: '/opt', kernelVersion: '../x' }), UsageError);
+  const f = pathFilter({ dirName: '/opt', kernelVersion: '6.1.0', firmwarePath: '/lib/firmware' });
+  t.equal(f.classify('opt/lib/modules/6.1.0/a.ko'), 'inside');
+  t.equal(f.classify('opt/lib/modules/6.1.0'), 'inside');
+  t.equal(f.classify('opt/lib'), 'ancestor');
+  t.equal(f.classify(''), 'ancestor');
+  t.equal(f.classify('opt/lib/modules/6.1.01/a.ko'), false, 'a prefix of a name is not its directory');
+  t.equal(f.classify('lib/firmware/x/y.bin'), 'inside');
+  t.equal(f.classify('usr/bin/sh'), false);
+  t.equal(pathFilter('all').classify('anything/at/all'), 'inside');
+});
+
+t.test('TTY progress: layer, bytes, rate; nothing off a terminal', async (t) => {
+  const p = { index: 2, count: 3, digest: 'sha256:0123456789abcdef' + '0'.repeat(48), received: 50 * 1024 * 1024, size: 150 * 1024 * 1024 };
+  t.equal(formatProgress(p, 2000), 'layer 2/3 0123456789ab  50.0/150.0 MiB  25.0 MiB/s');
+  const notTty = Object.assign(new PassThrough(), { isTTY: false }) as unknown as NodeJS.WriteStream;
+  t.equal(progressReporter(notTty), undefined);
+  const out = Object.assign(new PassThrough(), { isTTY: true }) as unknown as NodeJS.WriteStream & PassThrough;
+  let text = '';
+  out.on('data', (c: Buffer) => (text += c));
+  const r = progressReporter(out)!;
+  r.update({ ...p, received: p.size });
+  r.done();
+  t.match(text, /^\r\x1b\[Klayer 2\/3 0123456789ab {2}150\.0\/150\.0 MiB .*\r\x1b\[K$/);
+});
