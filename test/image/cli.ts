@@ -14,13 +14,18 @@ export interface CliResult {
 /** Everything the CLI wrote to stderr in this test process. */
 export const allStderr: string[] = [];
 
-export async function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const r = await execa(process.execPath, [BIN, ...args], {
+/** The CLI as a running process (to signal it); `cli()` when only the result matters. */
+export function spawnCli(args: string[], env: Record<string, string> = {}) {
+  return execa(process.execPath, [BIN, ...args], {
     reject: false,
-    env: { KMM_LOG_LEVEL: 'debug', KMM_LOG_FORMAT: 'json', KMM_PULL_SECRETS_DIR: '/nonexistent-kmm-secrets', ...env },
+    env: { KMM_LOG_LEVEL: 'debug', KMM_PULL_SECRETS_DIR: '/nonexistent-kmm-secrets', ...env },
     extendEnv: true,
     timeout: 60_000,
   });
+}
+
+export async function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const r = await spawnCli(args, env);
   allStderr.push(String(r.stderr));
   return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }

@@ -15,7 +15,7 @@ import { request } from 'undici';
 import { pino } from 'pino';
 import { startRegistry } from '../helpers/registry.js';
 import { buildIndex, buildLayout, pushImage, kmodLayers } from '../helpers/images.js';
-import { cli, errorLine, allStderr } from './cli.js';
+import { cli, errorLine, allStderr, spawnCli } from './cli.js';
 import { frontServer, resetProxy } from './proxies.js';
 import { openImage, resolveDigest } from '../../src/image/open.js';
 import { DigestMismatchError } from '../../src/image/verify.js';
@@ -130,6 +130,45 @@ t.test('a connection reset mid-blob', async (t) => {
     t.equal(proxy.blobRequests.length, 4, 'bounded retries');
     t.ok(Date.now() - start < 15_000, 'bounded time');
   });
+});
+
+t.test('SIGINT during a download stops it: exit 130, one line', async (t) => {
+  const img = await buildLayout({ dir: layout, tag: 'stall', layers: kmodLayers('6.1.0-stall') });
+  await pushImage(img, reg, 'kmod:stall');
+  let sawBlob!: () => void;
+  const blobAsked = new Promise<void>((r) => (sawBlob = r));
+  // a registry that starts a layer and then never sends a byte more
+  const stall = http.createServer((req, res) => {
+    if (/\/blobs\//.test(req.url!)) {
+      sawBlob();
+      res.writeHead(200, { 'content-length': '1000000' });
+      res.write('x');
+      return;
+    }
+    void request(`${reg.url}${req.url}`, { method: req.method as 'GET', headers: { accept: String(req.headers.accept ?? '') } })
+      .then(async (up) => {
+        res.writeHead(up.statusCode, up.headers as http.OutgoingHttpHeaders);
+        for await (const c of up.body) res.write(c);
+        res.end();
+      });
+  });
+  stall.listen(0, '127.0.0.1');
+  await once(stall, 'listening');
+  t.teardown(() => new Promise<void>((r) => {
+    stall.closeAllConnections();
+    stall.close(() => r());
+  }));
+  const host = `127.0.0.1:${(stall.address() as import('node:net').AddressInfo).port}`;
+  const child = spawnCli(['image', 'inspect', `${host}/kmod:stall`]);
+  await blobAsked;
+  // the first blob (the config) has started and stalls
+  await new Promise((r) => setTimeout(r, 200));
+  const start = Date.now();
+  child.kill('SIGINT');
+  const r = await child;
+  t.equal(r.exitCode, 130);
+  t.ok(Date.now() - start < 5000, 'stopped promptly');
+  t.equal(errorLine(String(r.stderr)), 'interrupted by SIGINT');
 });
 
 t.test('5xx and 429 are retried, Retry-After honoured', async (t) => {
