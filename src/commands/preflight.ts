@@ -48,11 +48,11 @@ export async function preflight(ctx: Context, flags: PreflightFlags): Promise<nu
       { openImage, kube },
     );
   } finally {
-    // Keep-alive connections must not hold the process open; nor may a connection stuck in a hung registry's
-    // TLS handshake (it is abandoned at --timeout, but the socket lingers until undici's connect timeout):
-    // once the report is out and nothing else is pending, leave without it.
+    // Everything is done here (report printed, status written). Keep-alive connections (registries, the API
+    // server) must not hold the process open, nor may a connection stuck in a hung registry's TLS handshake
+    // (abandoned at --timeout, but its socket lingers until undici's connect timeout): leave without them.
     void closeRegistryClients().catch(() => undefined);
-    setTimeout(exitWhenFlushed, 1500).unref();
+    setTimeout(exitWhenFlushed, 200).unref();
   }
 }
 

@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
 import { startRegistry } from '../helpers/registry.js';
-import { K, moduleCR, publish, runCli, tmpDir } from './fixtures.js';
+import { K, moduleCR, publish, runCli, tmpDir, writeYaml } from './fixtures.js';
 
 const KMM_RESOURCES: ResourceDef[] = [
   { group: 'kmm.sigs.x-k8s.io', version: 'v1beta1', resource: 'modules', kind: 'Module', namespaced: true, subresources: ['status'] },
@@ -132,6 +132,26 @@ t.test('a conflicting concurrent write is retried on a fresh read', async (t) =>
   t.equal(r.code, 1);
   t.equal(api.requests.filter((q) => q.method === 'PATCH').length, 2);
   t.equal(api.objects('preflightvalidationsocp', PVO)[0]!.status.modules.length, 6);
+});
+
+t.test('--module files with --write-status; an empty cluster is a success', async (t) => {
+  const { api, env } = await cluster();
+  t.teardown(() => api.close());
+  const file = await writeYaml(path.join(work, 'one.yaml'), [
+    moduleCR('from-file', { kernelMappings: [{ regexp: '.', containerImage: `${pub.host}/kmod/good:\${KERNEL_FULL_VERSION}` }] }, { namespace: 'dev' }),
+  ]);
+  const r = await runCli(['preflight', '--module', file, '--write-status', 'pf'], env);
+  t.equal(r.code, 0, r.stderr);
+  const names = api.objects('preflightvalidationsocp', PVO)[0]!.status.modules.map((m: { namespace: string; name: string }) => `${m.namespace}/${m.name}`);
+  t.same(names, ['dev/from-file', 'kmm/good', 'zzz/gone'], 'added to the existing entries');
+  t.equal(api.requests.filter((q) => q.path.endsWith('/modules')).length, 0, 'the cluster\'s Modules were not listed');
+
+  const empty = await FakeApiServer.start({ resources: KMM_RESOURCES });
+  t.teardown(() => empty.close());
+  const kc = await empty.writeKubeconfig(path.join(work, 'kubeconfig-empty'));
+  const none = await runCli(['preflight', '--from-cluster', '--kernel', K], { KUBECONFIG: kc });
+  t.equal(none.code, 0);
+  t.equal(none.stdout, `No Modules to validate for kernel ${K}.\n`);
 });
 
 t.test('command-line and cluster mistakes are exit 2 with one clear line', async (t) => {
