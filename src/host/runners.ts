@@ -47,7 +47,7 @@ function pipeLines(stream: Readable | null, onLine: (line: string) => void): Pro
 export async function runTool(
   bin: string,
   args: string[],
-  opts: { log: Logger; tool: string; signal?: AbortSignal; quiet?: boolean },
+  opts: { log: Logger; tool: string; signal?: AbortSignal; quiet?: boolean; level?: 'info' | 'debug' },
 ): Promise<CommandResult> {
   const lines: string[] = [];
   const sub = execa(bin, args, {
@@ -59,7 +59,7 @@ export async function runTool(
   });
   const onLine = (stream: string) => (line: string) => {
     lines.push(line);
-    if (!opts.quiet) opts.log.info({ tool: opts.tool, stream }, line);
+    if (!opts.quiet) opts.log[opts.level ?? 'info']({ tool: opts.tool, stream }, line);
   };
   const [, , result] = await Promise.all([
     pipeLines(sub.stdout, onLine('stdout')),
@@ -126,7 +126,8 @@ export class ExecDepmod implements DepmodRunner {
   async generate(root: string, kernelVersion: string): Promise<void> {
     const args = ['-b', root, kernelVersion];
     this.log.info({ argv: [this.bin, ...args] }, `modules.dep is missing; running ${shellQuote(['depmod', ...args])}`);
-    const r = await runTool(this.bin, args, { log: this.log, tool: 'depmod' });
+    // depmod warns about files a kmod image never has (modules.order, modules.builtin): debug, not info
+    const r = await runTool(this.bin, args, { log: this.log, tool: 'depmod', level: 'debug' });
     if (r.exitCode !== 0) {
       throw new OperationError(`${shellQuote(['depmod', ...args])} failed (exit ${r.exitCode}): ${lastMeaningfulLine(r.lines)}`);
     }

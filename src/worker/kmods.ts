@@ -20,6 +20,8 @@ export interface PreparedKmods extends KmodsLocation {
   kernelDir: string;
   /** normalised module name → absolute path of its .ko, from modules.dep */
   koPaths: Map<string, string>;
+  /** the scratch copy modprobe uses instead of the source's tree, if one was made */
+  scratch?: string;
   /** removes the scratch copy, if one was made */
   release(): Promise<void>;
 }
@@ -116,6 +118,7 @@ export async function prepareKmods(opts: {
     return {
       ...loc,
       modulesRoot: scratch,
+      scratch,
       kernelVersion: kver,
       kernelDir: scratchKernelDir,
       koPaths: await readModulesDep(scratchKernelDir),

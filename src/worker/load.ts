@@ -33,6 +33,7 @@ export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: L
     const kmods = await prepareKmods({ sources: deps.sources, config, runningKernel: running, depmod: deps.depmod, log: deps.log, dryRun: deps.dryRun, ...(deps.signal ? { signal: deps.signal } : {}) });
     try {
       if (deps.dryRun) deps.planOut.write(`# dry run: load ${id} for kernel ${config.kernelVersion} from ${kmods.origin}\n`);
+      if (deps.dryRun && kmods.scratch) deps.planOut.write(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)\n`);
       await removeInTreeModules(deps, config.inTreeModulesToRemove, 'inTreeModulesToRemove');
       await copyImageFirmware(deps, config, kmods, opts.firmwarePath);
       await setFirmwareClassPath(deps, config, opts.firmwarePath);

@@ -18,6 +18,7 @@ export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts:
     const kmods = await prepareKmods({ sources: deps.sources, config, runningKernel: running, depmod: deps.depmod, log: deps.log, dryRun: deps.dryRun, ...(deps.signal ? { signal: deps.signal } : {}) });
     try {
       if (deps.dryRun) deps.planOut.write(`# dry run: unload ${id} for kernel ${config.kernelVersion} from ${kmods.origin}\n`);
+      if (deps.dryRun && kmods.scratch) deps.planOut.write(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)\n`);
       await runModprobeUnload(deps, config, kmods.modulesRoot);
       await removeModuleFirmware(deps, config, opts.firmwarePath);
     } finally {
