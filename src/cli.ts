@@ -160,8 +160,9 @@ export function buildProgram(): Command {
         const m = await import('./commands/run.js');
         return m.runDaemon(ctx, config!, flags as RunFlags);
       })(...params);
-      // §9: SIGTERM/SIGINT is how the daemon is meant to stop: exit 0 once it unloaded, not 143/130
-      if ((await import('./commands/run.js')).daemonStoppedBySignal()) process.exitCode = 0;
+      // §9: SIGTERM/SIGINT is how the daemon is meant to stop: exit 0 once it unloaded (1 if that failed), not 143/130
+      const code = (await import('./commands/run.js')).daemonExitOverride();
+      if (code !== undefined) process.exitCode = code;
     });
 
   const image = program.command('image').description('pull and inspect kmod images');

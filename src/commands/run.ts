@@ -1,7 +1,7 @@
 /** `kmm-worker run <config>` — the daemon of DESIGN §9. */
 import { isAbsolute } from 'node:path';
 import type { Context } from '../context.js';
-import { UsageError } from '../errors.js';
+import { UsageError, exitCodeOf } from '../errors.js';
 import { parseHealthAddr } from '../daemon/health.js';
 import { runModuleDaemon } from '../daemon/daemon.js';
 import { readModuleConfig } from '../config/module-config.js';
@@ -15,9 +15,12 @@ export interface RunFlags {
   checkInterval?: string;
 }
 
-let stoppedBySignal = false;
-/** True once the daemon unloaded and stopped because of SIGTERM/SIGINT: that is success (exit 0), not 143. */
-export const daemonStoppedBySignal = () => stoppedBySignal;
+let exitOverride: number | undefined;
+/**
+ * The exit code after a stop by SIGTERM/SIGINT, which the CLI would otherwise turn into 143/130: 0 when the
+ * unload at shutdown worked (stopping is the daemon's normal end), that failure's own code (1) when it did not.
+ */
+export const daemonExitOverride = () => exitOverride;
 
 export async function runDaemon(ctx: Context, configPath: string, flags: RunFlags): Promise<number> {
   const firmwarePath = flags.firmwarePath ? flags.firmwarePath.replace(/(.)\/+$/, '$1') : undefined;
@@ -36,7 +39,12 @@ export async function runDaemon(ctx: Context, configPath: string, flags: RunFlag
     ctx.log.info('dry run: the daemon would now serve health endpoints and follow the config file');
     return 0;
   }
-  await runModuleDaemon(ctx, { configPath, firmwarePath, healthAddr, checkIntervalMs: Math.round(seconds * 1000) });
-  stoppedBySignal = ctx.signal.aborted;
+  try {
+    await runModuleDaemon(ctx, { configPath, firmwarePath, healthAddr, checkIntervalMs: Math.round(seconds * 1000) });
+  } catch (err) {
+    if (ctx.signal.aborted) exitOverride = exitCodeOf(err);
+    throw err;
+  }
+  if (ctx.signal.aborted) exitOverride = 0;
   return 0;
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { recordingModprobeEnv, recordingModprobePath } from '../helpers/recording-modprobe.js';
@@ -102,6 +102,24 @@ t.test('run: SIGTERM during the load, then a second SIGTERM during the unload: n
   t.notOk(await exists(d.env.host.path('/var/lib/firmware/kmm/sub/other.bin')), 'all of it');
   t.same((await d.env.argv()).map((a) => a[0]), ['-v', '-r'], 'one load, one unload');
   t.notOk(d.api.objects('events').some((e) => e.reason === 'ModuleLoadFailed'), 'an interrupted load is not reported as a failure');
+});
+
+t.test('run: SIGTERM while the module is in use → the unload fails, exit 1 naming the holder', async (t) => {
+  const d = await makeDaemonEnv(['kmm_hello']);
+  t.teardown(d.cleanup);
+  await d.volume.write(cfg(d.env.kmods.kver, 'kmm_hello'));
+  const daemon = await d.start();
+  await until(async () => (await get(`${daemon.healthUrl}/readyz`)).status === 200, 'ready');
+  // another module now holds it
+  await writeFile(join(d.env.host.sysModule('kmm_hello'), 'refcnt'), '1\n');
+  await mkdir(join(d.env.host.sysModule('kmm_hello'), 'holders'), { recursive: true });
+  await writeFile(join(d.env.host.sysModule('kmm_hello'), 'holders', 'other_mod'), '');
+  daemon.proc.kill('SIGTERM');
+  const r = await daemon.exit;
+  t.equal(r.code, 1, 'exit 1: the unload failed');
+  t.ok(daemon.lines.some((l) => l.level === 50 && /other_mod/.test(l.msg)), 'the message names the holder');
+  t.same(await d.env.host.loadedModules(), ['kmm_hello'], 'nothing forced out');
+  t.ok(d.api.objects('events').some((e) => e.reason === 'ModuleUnloadFailed'), 'reported');
 });
 
 t.test('run: a failing load is retried with backoff, reported each time, and /readyz says why', async (t) => {
