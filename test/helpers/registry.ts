@@ -223,7 +223,10 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
     async start() {
       if (child) return;
       const fd = fs.openSync(logFile, 'a');
-      const c = spawn('docker-registry', ['serve', configFile], { stdio: ['ignore', fd, fd] });
+      // setpriv --pdeathsig: the registry dies with the test process even when that is killed by a signal
+      // (tap's timeout), where the 'exit' hook below never runs
+      const c = spawn('setpriv', ['--pdeathsig', 'KILL', 'docker-registry', 'serve', configFile],
+        { stdio: ['ignore', fd, fd] });
       fs.closeSync(fd);
       child = c;
       live.add(c);
