@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { UsageError } from '../errors.js';
+import { OperationError, UsageError } from '../errors.js';
 
 export interface HealthAddress {
   host: string;
@@ -50,7 +50,7 @@ export async function startHealthServer(addr: HealthAddress, status: HealthStatu
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new UsageError(`--health-addr ${addr.host}:${addr.port}: cannot listen (${err.code ?? err.message})`)));
+      reject(new OperationError(`--health-addr ${addr.host}:${addr.port}: cannot listen (${err.code ?? err.message})`)));
     server.listen(addr.port, addr.host, () => resolve());
   });
   const a = server.address() as AddressInfo;
