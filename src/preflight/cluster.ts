@@ -131,7 +131,10 @@ export async function writePreflightStatus(
   signal?: AbortSignal,
 ): Promise<StatusPatch> {
   for (let attempt = 1; ; attempt++) {
-    const current = await readPreflightValidation(kube, name, signal);
+    const current = await readPreflightValidation(kube, name, signal).catch((err: unknown) => {
+      // it existed when preflight started: gone now is an operation failure, not a command-line mistake
+      throw err instanceof UsageError ? new OperationError(`cannot write the status: PreflightValidationOCP ${name} no longer exists`) : err;
+    });
     const body: StatusPatch = {
       metadata: current.resourceVersion ? { resourceVersion: current.resourceVersion } : {},
       status: { modules: mergeModuleStatuses(current.modules, results) },

@@ -107,3 +107,26 @@ t.test('a private image: denied without credentials, verified with them; no secr
     t.notMatch(out.stdout + out.stderr, Buffer.from(`${priv.username}:${priv.password}`).toString('base64'));
   }
 });
+
+t.test("TLS: verified by default; a Module's registryTLS (mapping over container) or --insecure relaxes it", async (t) => {
+  const tlsReg = await startRegistry({ tls: true });
+  t.teardown(() => tlsReg.stop());
+  await publish(tlsReg, work, [`tls/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]);
+  const image = `${tlsReg.host}/tls/kmod:\${KERNEL_FULL_VERSION}`;
+  const file = await writeYaml(path.join(work, 'tls.yaml'), [
+    moduleCR('strict', { kernelMappings: [{ regexp: '.', containerImage: image }] }),
+    moduleCR('mapping-insecure', { registryTLS: { insecure: false }, kernelMappings: [{ regexp: '.', containerImage: image, registryTLS: { insecureSkipTLSVerify: true } }] }),
+    moduleCR('mapping-strict', { registryTLS: { insecureSkipTLSVerify: true }, kernelMappings: [{ regexp: '.', containerImage: image, registryTLS: {} }] }),
+    moduleCR('container-insecure', { registryTLS: { insecure: true }, kernelMappings: [{ regexp: '.', containerImage: image }] }),
+  ]);
+  const r = await runCli(['preflight', '--kernel', K, '--module', file, '--json']);
+  t.equal(r.code, 1);
+  const got = Object.fromEntries((JSON.parse(r.stdout) as { modules: { name: string; verificationStatus: string; statusReason: string }[] }).modules.map((m) => [m.name, m]));
+  t.equal(got['strict']!.verificationStatus, 'Failure');
+  t.match(got['strict']!.statusReason, new RegExp(`^image ${tlsReg.host}/tls/kmod:${K.replaceAll('.', '\\.')}: `));
+  t.equal(got['mapping-strict']!.verificationStatus, 'Failure', "the mapping's registryTLS replaces the container's");
+  t.equal(got['mapping-insecure']!.verificationStatus, 'Success');
+  t.equal(got['container-insecure']!.verificationStatus, 'Success');
+  const all = await runCli(['preflight', '--kernel', K, '--module', file, '--insecure', '--json']);
+  t.equal(all.code, 0, '--insecure relaxes it for every image');
+});

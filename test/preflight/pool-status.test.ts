@@ -18,7 +18,7 @@ t.test('at most `limit` tasks at once, results in input order', async (t) => {
   }, () => -1);
   t.same(out, items.map((i) => i * 2));
   t.equal(peak, 3);
-  t.ok(Date.now() - started < 1000);
+  t.ok(Date.now() - started < 2000, '4 rounds of 50 ms, not 10');
 });
 
 t.test('a task that hangs and ignores its signal is abandoned at its timeout; the others finish', async (t) => {
@@ -35,7 +35,7 @@ t.test('a task that hangs and ignores its signal is abandoned at its timeout; th
   t.same(out, ['timed out after 1s', 'ok1', 'ok2', 'ok3']);
   t.ok(sawAbort, 'the task was told through its signal');
   const took = Date.now() - started;
-  t.ok(took >= 950 && took < 2500, `took ${took} ms`);
+  t.ok(took >= 950 && took < 4000, `took ${took} ms`);
 });
 
 t.test('the outer signal stops tasks not started and aborts running ones', async (t) => {
