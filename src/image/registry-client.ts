@@ -219,6 +219,10 @@ export class RegistryClient {
         `registry ${this.registry}: TLS certificate not trusted (${errorText(err)}); add its CA to ` +
           `/etc/containers/certs.d/${this.opts.endpoint}/ca.crt or allow insecurePull`, { cause: err });
     }
+    if (/wrong version number|packet length too long/i.test(errorText(err))) {
+      return new OperationError(`registry ${this.registry} does not speak HTTPS; plain HTTP needs insecurePull: true ` +
+        `in the config or --insecure`, { cause: err });
+    }
     const t = tries > 1 ? ` after ${tries} tries` : '';
     return new OperationError(`registry ${this.registry}: ${what} failed${t}: ${errorText(err)}`, { cause: err });
   }

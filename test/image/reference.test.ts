@@ -74,3 +74,17 @@ t.test('WWW-Authenticate challenges', async (t) => {
     [{ scheme: 'bearer', params: { realm: 'r', error: 'insufficient_scope' } }]);
   t.same(parseChallenges(undefined), []);
 });
+
+t.test('a registry that speaks plain HTTP, not on loopback and not insecure: a hint', async (t) => {
+  const { RegistryClient } = await import('../../src/image/registry-client.js');
+  const { silentLogger } = await import('../../src/log.js');
+  const c = new RegistryClient({ registry: 'reg.example:5000', endpoint: 'reg.example:5000', tls: { extraCAs: [], caFiles: [] },
+    log: silentLogger() });
+  const tlsErr = Object.assign(new Error('C0B7:error:0A00010B:SSL routines:ssl3_get_record:wrong version number'),
+    { code: 'ERR_SSL_WRONG_VERSION_NUMBER' });
+  t.equal(c.networkError(tlsErr, 'ping /v2/', 1).message,
+    'registry reg.example:5000 does not speak HTTPS; plain HTTP needs insecurePull: true in the config or --insecure');
+  const certErr = Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+  t.match(c.networkError(certErr, 'ping /v2/', 1).message, /^registry reg.example:5000: TLS certificate not trusted/);
+  await c.close();
+});
