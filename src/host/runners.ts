@@ -81,6 +81,7 @@ function lastMeaningfulLine(lines: string[]): string {
   return (errorLine ?? lines.at(-1) ?? 'no output').trim();
 }
 
+/** Pass no signal to leave modprobe uninterrupted (the flows stop between steps instead). */
 export class ExecModprobe implements ModprobeRunner {
   constructor(
     private readonly bin: string,

@@ -52,7 +52,7 @@ export async function createWorkerDeps(ctx: Context, config?: ModuleConfig): Pro
   const dryRun = opts.dryRun;
   const host = new Host(opts.hostRoot);
   const changes: HostChanges = dryRun ? new PlanHostChanges(ctx.stdout) : new RealHostChanges();
-  const modprobe: ModprobeRunner = dryRun ? new PlanModprobe(ctx.stdout) : new ExecModprobe(opts.modprobe, log, ctx.signal);
+  const modprobe: ModprobeRunner = dryRun ? new PlanModprobe(ctx.stdout) : new ExecModprobe(opts.modprobe, log);
   const modinfo: ModinfoRunner = new ExecModinfo(opts.modinfo, log);
   const depmod: DepmodRunner = new ExecDepmod(opts.depmod, log);
   const sources: KmodsSource[] = [new SharedDirKmodsSource(opts.sharedDir), lazySource('image', async () => new (await import('../store/kmods-source.js')).ImageKmodsSource({ imagesDir: opts.imagesDir, authFile: opts.authFile, pullSecretsDir: opts.pullSecretsDir, hostRoot: opts.hostRoot, log, progress: process.stderr }))];

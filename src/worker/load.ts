@@ -17,6 +17,14 @@ export interface LoadOptions {
   firmwarePath?: string | undefined;
 }
 
+/**
+ * A SIGINT/SIGTERM stops the flow between steps, never inside one: a modprobe or a firmware copy that has
+ * started finishes, so the node is never left with half a step done.
+ */
+export function stopIfInterrupted(deps: WorkerDeps): void {
+  deps.signal?.throwIfAborted();
+}
+
 /** Fails before anything is touched when the running kernel is not the config's (a trailing `+` aside). */
 export async function checkKernel(deps: WorkerDeps, config: ModuleConfig): Promise<string> {
   const running = await deps.host.runningKernel();
@@ -34,10 +42,15 @@ export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: L
     try {
       if (deps.dryRun) deps.planOut.write(`# dry run: load ${id} for kernel ${config.kernelVersion} from ${kmods.origin}\n`);
       if (deps.dryRun && kmods.scratch) deps.planOut.write(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)\n`);
+      stopIfInterrupted(deps);
       await removeInTreeModules(deps, config.inTreeModulesToRemove, 'inTreeModulesToRemove');
+      stopIfInterrupted(deps);
       await copyImageFirmware(deps, config, kmods, opts.firmwarePath);
       await setFirmwareClassPath(deps, config, opts.firmwarePath);
-      for (const argv of loadArgvs(config, kmods.modulesRoot)) await deps.modprobe.run(argv);
+      for (const argv of loadArgvs(config, kmods.modulesRoot)) {
+        stopIfInterrupted(deps);
+        await deps.modprobe.run(argv);
+      }
       await verifyLoaded(deps, config, kmods);
     } finally {
       await kmods.release();

@@ -7,7 +7,7 @@ import { prepareKmods } from './kmods.js';
 import { inUseError } from './in-tree.js';
 import { removeModuleFirmware } from './firmware-steps.js';
 import { modulesOfConfig, unloadArgv } from './modprobe-argv.js';
-import { checkKernel, type LoadOptions } from './load.js';
+import { checkKernel, stopIfInterrupted, type LoadOptions } from './load.js';
 
 export type UnloadOptions = LoadOptions;
 
@@ -19,6 +19,7 @@ export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts:
     try {
       if (deps.dryRun) deps.planOut.write(`# dry run: unload ${id} for kernel ${config.kernelVersion} from ${kmods.origin}\n`);
       if (deps.dryRun && kmods.scratch) deps.planOut.write(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)\n`);
+      stopIfInterrupted(deps);
       await runModprobeUnload(deps, config, kmods.modulesRoot);
       await removeModuleFirmware(deps, config, opts.firmwarePath);
     } finally {

@@ -79,6 +79,8 @@ export interface Env {
   /** runs `kmm-worker <args>` against the host root, shared dir and recording modprobe */
   cli(args: string[], env?: Record<string, string>): Promise<CliResult>;
   argv(): Promise<string[][]>;
+  /** the same command as cli(), started and not awaited (for signals) */
+  spawn(args: string[], env?: Record<string, string>): ReturnType<typeof execa>;
   cleanup(): Promise<void>;
 }
 
@@ -114,6 +116,12 @@ export async function makeEnv(o: Omit<SharedDirOptions, 'kver' | 'modules'> & {
         ...env,
       }),
     argv: () => recordedArgv(logFile),
+    spawn: (args, env = {}) =>
+      execa(process.execPath, [cliPath, '--host-root', host.root, '--shared-dir', shared, '--modprobe', recordingModprobePath, ...args], {
+        reject: false,
+        env: { KMM_LOG_LEVEL: 'info', ...recordingModprobeEnv(host.root, logFile), POD_NAMESPACE: 'kmm-ops', ...env },
+        timeout: 60_000,
+      }),
     async cleanup() {
       await host.cleanup();
       await rm(shared, { recursive: true, force: true });

@@ -255,3 +255,34 @@ t.test('loading twice is fine: modprobe finds it loaded, verification passes', a
   ok(t, await env.cli(['kmod', 'load', cfg]));
   t.equal((await env.argv()).length, 2);
 });
+
+t.test('SIGTERM during a load: the running modprobe finishes, nothing more runs, scratch removed, exit 143', async (t) => {
+  const env = await makeEnv({ modules: ['kmm_user', 'kmm_lib', 'kmm_standalone'], depmod: false });
+  t.teardown(env.cleanup);
+  const cfg = await cfgOf(env, { moduleName: 'kmm_user', modulesLoadingOrder: ['kmm_user', 'kmm_lib', 'kmm_standalone'] });
+  const sub = env.spawn(['kmod', 'load', cfg], { RECORDING_MODPROBE_DELAY_MS: '1500' });
+  const deadline = Date.now() + 30_000;
+  while ((await env.argv()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.equal((await env.argv()).length, 1, 'the first modprobe started');
+  sub.kill('SIGTERM');
+  const r = await sub;
+  t.equal(r.exitCode, 143, 'exit 143', { stderr: r.stderr });
+  t.match(String(r.stderr), /"msg":"interrupted by SIGTERM"/);
+  const argvs = await env.argv();
+  t.equal(argvs.length, 1, 'no modprobe after the signal');
+  t.same(await env.host.loadedModules(), ['kmm_standalone'], 'the started modprobe completed');
+  t.notOk(await exists(argvs[0]![2]!), 'the scratch copy is removed');
+});
+
+t.test('KMM_DEPMOD and KMM_MODINFO name the tools', async (t) => {
+  const env = await makeEnv({ modules: ['kmm_hello'], depmod: false });
+  t.teardown(env.cleanup);
+  const cfg = await cfgOf(env, { moduleName: 'kmm_hello' });
+  const r = await env.cli(['kmod', 'load', cfg], { KMM_DEPMOD: '/nonexistent/depmod' });
+  t.equal(r.code, 1);
+  t.same(r.errors, ["depmod: cannot run '/nonexistent/depmod': not found"]);
+  t.same(await env.argv(), []);
+  const r2 = await env.cli(['kmod', 'load', cfg], { KMM_MODINFO: '/nonexistent/modinfo' });
+  t.equal(r2.code, 1);
+  t.same(r2.errors, ["modinfo: cannot run '/nonexistent/modinfo': not found"]);
+});

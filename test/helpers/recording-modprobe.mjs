@@ -5,7 +5,8 @@
 // refcnt,holders/,parameters/}. Modules are resolved through <-d dir>/lib/modules/<kver>/modules.dep (kver from
 // -S or <host root>/proc/sys/kernel/osrelease) and the srcversion is the real `modinfo -F srcversion` of the
 // .ko. "Already loaded" is a no-op; -r of a module that is not loaded is a no-op (kmod without --first-time);
-// -r refuses a module whose refcnt > 0. $RECORDING_MODPROBE_FAIL=<module> makes inserting that module fail.
+// -r refuses a module whose refcnt > 0. $RECORDING_MODPROBE_FAIL=<module> makes inserting that module fail;
+// $RECORDING_MODPROBE_DELAY_MS makes each call slow.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { basename, dirname, isAbsolute, join } from 'node:path';
@@ -14,6 +15,10 @@ const argv = process.argv.slice(2);
 const logFile = process.env.RECORDING_MODPROBE_LOG;
 if (logFile) appendFileSync(logFile, JSON.stringify({ argv }) + '\n');
 const hostRoot = process.env.RECORDING_MODPROBE_HOST_ROOT;
+// $RECORDING_MODPROBE_DELAY_MS: take this long before acting, like a slow module init
+if (process.env.RECORDING_MODPROBE_DELAY_MS) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.env.RECORDING_MODPROBE_DELAY_MS));
+}
 if (!hostRoot) fatal('RECORDING_MODPROBE_HOST_ROOT is not set', 3);
 
 function fatal(msg, code = 1) {
