@@ -88,7 +88,8 @@ function errorText(err: unknown): string {
   for (let e = err as { message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
     if (typeof e.message === 'string' && e.message && !parts.includes(e.message)) parts.push(e.message);
   }
-  return parts.join(': ') || String(err);
+  // OpenSSL messages span lines; failures are reported on one
+  return (parts.join(': ') || String(err)).replace(/\s+/g, ' ').trim();
 }
 
 export function isRetryableError(err: unknown): boolean {
