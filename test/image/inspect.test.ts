@@ -7,7 +7,7 @@ import t from 'tap';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startRegistry } from '../helpers/registry.js';
+import { freePort, startRegistry } from '../helpers/registry.js';
 import { buildIndex, buildLayout, pushImage, type LayerSpec } from '../helpers/images.js';
 import { cli, errorLine } from './cli.js';
 
@@ -143,6 +143,9 @@ t.test('failures: one line, exit 1 (operation) or 2 (usage)', async (t) => {
     [['image', 'inspect', `${reg.host}/Kmod:v1`], 2, /invalid repository name 'Kmod'/],
     [['image', 'inspect', `${reg.host}/kmod:oci-gzip`, '--platform', 'linux'], 2, /--platform 'linux' is not os\/arch/],
   ];
+  const dead = await freePort();
+  cases.push([['image', 'inspect', `127.0.0.1:${dead}/kmod:v1`], 1,
+    `registry 127.0.0.1:${dead}: ping /v2/ failed after 4 tries: connect ECONNREFUSED 127.0.0.1:${dead}`]);
   for (const [args, code, msg] of cases) {
     const r = await cli(args);
     t.equal(r.code, code, `${args[2]}: exit ${code}`);
