@@ -14,16 +14,23 @@ export type UnloadOptions = LoadOptions;
 export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts: UnloadOptions = {}): Promise<void> {
   const id = identityString(deps.identity);
   try {
-    const running = await checkKernel(deps, config);
-    const kmods = await prepareKmods({ sources: deps.sources, config, runningKernel: running, depmod: deps.depmod, log: deps.log, dryRun: deps.dryRun, ...(deps.signal ? { signal: deps.signal } : {}) });
-    try {
-      if (deps.dryRun) deps.planOut.write(`# dry run: unload ${id} for kernel ${config.kernelVersion} from ${kmods.origin}\n`);
-      if (deps.dryRun && kmods.scratch) deps.planOut.write(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)\n`);
-      stopIfInterrupted(deps);
-      await runModprobeUnload(deps, config, kmods.modulesRoot);
+    if (deps.dryRun) deps.planOut.write(`# dry run: unload ${id} for kernel ${config.kernelVersion}\n`);
+    if (await noneLoaded(deps, config)) {
+      // nothing in the kernel: no kmods needed (no pull, no kernel check — the node may have rebooted into
+      // another kernel); only the firmware this module left behind is cleaned up
       await removeModuleFirmware(deps, config, opts.firmwarePath);
-    } finally {
-      await kmods.release();
+    } else {
+      const running = await checkKernel(deps, config);
+      const kmods = await prepareKmods({ sources: deps.sources, config, runningKernel: running, depmod: deps.depmod, log: deps.log, dryRun: deps.dryRun, ...(deps.signal ? { signal: deps.signal } : {}) });
+      try {
+        if (deps.dryRun) deps.planOut.write(`# kmods from ${kmods.origin}\n`);
+        if (deps.dryRun && kmods.scratch) deps.planOut.write(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)\n`);
+        stopIfInterrupted(deps);
+        await runModprobeUnload(deps, config, kmods.modulesRoot);
+        await removeModuleFirmware(deps, config, opts.firmwarePath);
+      } finally {
+        await kmods.release();
+      }
     }
   } catch (err) {
     if (!deps.dryRun && !(err instanceof UsageError)) {
@@ -36,15 +43,20 @@ export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts:
   await deps.reporter.report({ reason: 'ModuleUnloaded', type: 'Normal', message: `Module ${id} unloaded from the kernel` });
 }
 
-/** Not loaded: success without running modprobe. In use: a failure naming the holders. */
+/** True when none of the config's modules is loaded (logged; noted in a dry-run plan). */
+async function noneLoaded(deps: WorkerDeps, config: ModuleConfig): Promise<boolean> {
+  const names = modulesOfConfig(config);
+  if (names.length === 0) return false;
+  const states = await Promise.all(names.map((n) => deps.host.moduleState(n)));
+  if (states.some((s) => s.kind === 'loaded')) return false;
+  deps.log.info({ modules: names }, `${names.join(', ')} not loaded; nothing to unload`);
+  if (deps.dryRun) deps.planOut.write(`# ${names.join(', ')} not loaded: no modprobe -r\n`);
+  return true;
+}
+
+/** In use: a failure naming the holders. */
 async function runModprobeUnload(deps: WorkerDeps, config: ModuleConfig, modulesRoot: string): Promise<void> {
   const names = modulesOfConfig(config);
-  const states = await Promise.all(names.map((n) => deps.host.moduleState(n)));
-  if (names.length > 0 && states.every((s) => s.kind !== 'loaded')) {
-    deps.log.info({ modules: names }, `${names.join(', ')} not loaded; nothing to unload`);
-    if (deps.dryRun) deps.planOut.write(`# ${names.join(', ')} not loaded: no modprobe -r\n`);
-    return;
-  }
   const first = names[0] && (await inUseError(deps, names[0]));
   if (first) throw first;
   try {

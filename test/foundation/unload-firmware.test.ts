@@ -23,6 +23,23 @@ t.test('unload of a module that is not loaded: exit 0, logged, no modprobe', asy
   t.same(await env.argv(), []);
 });
 
+t.test('unload after the node moved on (other kernel, kmods gone): the module is not loaded, firmware still cleaned', async (t) => {
+  const env = await makeEnv({ modules: ['kmm_fw'], firmware: { 'fw.bin': 'F' } });
+  t.teardown(env.cleanup);
+  const cfg = await cfgOf(env, { moduleName: 'kmm_fw', firmwarePath: '/firmware' }, { imagePullPolicy: 'Never' });
+  ok(t, await env.cli(['kmod', 'load', cfg]));
+  t.ok(await exists(env.host.path('/var/lib/firmware/fw.bin')));
+  // reboot into another kernel: nothing loaded, the shared dir emptied
+  const { rm } = await import('node:fs/promises');
+  await rm(env.host.sysModule('kmm_fw'), { recursive: true });
+  await writeFile(env.host.path('/proc/sys/kernel/osrelease'), '6.1.0-99-amd64\n');
+  await rm(join(env.shared, 'opt'), { recursive: true });
+  const r = await env.cli(['--images-dir', join(env.work, 'images'), 'kmod', 'unload', cfg]);
+  ok(t, r);
+  t.notOk(await exists(env.host.path('/var/lib/firmware/fw.bin')));
+  t.same(await env.argv(), [['-v', '-d', join(env.shared, 'opt'), 'kmm_fw']], 'only the load ran modprobe');
+});
+
 t.test('unload of a module in use: exit 1 naming the holders; nothing removed', async (t) => {
   const env = await makeEnv({ modules: ['kmm_lib', 'kmm_user'], firmware: { 'lib.bin': 'L' } });
   t.teardown(env.cleanup);
