@@ -117,7 +117,7 @@ export function createKubeReporter(opts: KubeReporterOptions): Reporter {
     if (err instanceof Refused && err.permission) {
       const [verb, resource] = err.permission.split(' ');
       log.warn({ missingPermission: { verb, resource, namespace: resource === 'events' ? EVENT_NAMESPACE : undefined } },
-        `${what}: permission denied: the service account may not "${verb}" ${resource}${resource === 'events' ? ` in namespace "${EVENT_NAMESPACE}"` : ''} (grant it: deploy/rbac.yaml)`);
+        `${what}: permission denied: not allowed to "${verb}" ${resource}${resource === 'events' ? ` in namespace "${EVENT_NAMESPACE}"` : ''} (RBAC; deploy/rbac.yaml grants what is needed)`);
     } else {
       log.warn(`${what}: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -57,7 +57,7 @@ t.test('API down, hanging, or RBAC missing: the kernel operation still succeeds 
   api.fail({ method: 'POST', status: 403, message: forbiddenMessage('create', 'events', { namespace: 'default' }) });
   const forbidden = await env.cli(['kmod', 'load', cfg], report);
   t.equal(forbidden.code, 0);
-  t.match(forbidden.stderr, /permission denied: the service account may not \\"create\\" events in namespace \\"default\\"/);
+  t.match(forbidden.stderr, /permission denied: not allowed to \\"create\\" events in namespace \\"default\\"/);
 
   api.clearFaults();
   api.fail({ status: 'stall' });

@@ -140,7 +140,7 @@ t.test('403 (RBAC missing) → a warning naming the missing permission, no retri
   await reporter().report({ reason: 'ModuleLoaded', type: 'Normal', message: 'm' });
   t.equal(api.requests.filter((q) => q.method === 'POST').length, 1, 'not retried');
   const warn = lines.find((l) => l.level === 40);
-  t.match(String(warn?.msg), /could not report ModuleLoaded on Node worker-1: permission denied: the service account may not "create" events in namespace "default"/);
+  t.match(String(warn?.msg), /could not report ModuleLoaded on Node worker-1: permission denied: not allowed to "create" events in namespace "default"/);
   t.same(warn?.missingPermission, { verb: 'create', resource: 'events', namespace: 'default' });
 
   // get nodes forbidden: the event is still written, with the node name as uid (as kubelet does)
@@ -148,7 +148,7 @@ t.test('403 (RBAC missing) → a warning naming the missing permission, no retri
   api.clearFaults();
   api.fail({ method: 'GET', path: `/api/v1/nodes/${NODE}`, status: 403, message: forbiddenMessage('get', 'nodes', { name: NODE }) });
   await reporter().report({ reason: 'ModuleUnloaded', type: 'Normal', message: 'u' });
-  t.ok(lines.some((l) => /may not "get" nodes/.test(String(l.msg))), 'names get nodes');
+  t.ok(lines.some((l) => /not allowed to "get" nodes/.test(String(l.msg))), 'names get nodes');
   const ev = api.objects('events').find((e) => e.reason === 'ModuleUnloaded');
   t.equal(ev?.involvedObject.uid, NODE);
 });
