@@ -11,7 +11,7 @@ import { OperationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MAX_MANIFEST_BYTES } from './media-types.js';
 import { configPlatform, indexPlatforms, parseManifest, selectPlatform, type Manifest } from './manifest.js';
-import { formatPlatform } from './platform.js';
+import { formatPlatform, warnOtherPlatform } from './platform.js';
 import type { LayoutReference } from './reference.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
 import { checkDigestFormat, readVerified, verifiedStream } from './verify.js';
@@ -114,7 +114,7 @@ export async function openLayoutImage(ref: LayoutReference, want: Platform, log:
   const image = manifest;
   if (platforms.length === 0) {
     const p = configPlatform(await readBlob(ref.path, image.config, `image ${ref.name}: config`));
-    if (p) platforms = [formatPlatform(p)];
+    if (p) platforms = [formatPlatform(p)];    warnOtherPlatform(log, ref.name, p, want);
   }
   return {
     reference: ref.name,

@@ -3,6 +3,7 @@
  * does: os and architecture must be equal; a wanted variant must match (arm64's v8 is also an absent variant).
  */
 import { UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
 import type { Platform } from './types.js';
 
 const GOARCH: Record<string, string> = {
@@ -50,4 +51,12 @@ export function platformScore(want: Platform, have: Platform | undefined): numbe
   // arm: an older variant still runs on a newer CPU (v6 on v7)
   if (want.architecture === 'arm' && wv && hv && hv < wv) return 1;
   return 0;
+}
+
+/** A single-platform image is used whatever it says, as docker does, but a mismatch is worth a warning. */
+export function warnOtherPlatform(log: Logger, image: string, have: Platform | undefined, want: Platform): void {
+  if (have && platformScore(want, have) === 0) {
+    log.warn({ image, platform: formatPlatform(have), wanted: formatPlatform(want) },
+      'the image is built for another platform; its modules may not load on this node');
+  }
 }

@@ -8,7 +8,7 @@ import { OperationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
 import { configPlatform, indexPlatforms, parseManifest, selectPlatform, type Manifest } from './manifest.js';
-import { formatPlatform } from './platform.js';
+import { formatPlatform, warnOtherPlatform } from './platform.js';
 import { manifestRef, type RegistryReference } from './reference.js';
 import { isRetryableError, type RegistryClient, type RegistryResponse } from './registry-client.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
@@ -175,7 +175,7 @@ export async function openRegistryImage(client: RegistryClient, ref: RegistryRef
     const config = await readVerified(blobChunks(client, ref, image.config, log, signal), image.config,
       MAX_MANIFEST_BYTES, `image ${ref.name}: config`);
     const p = configPlatform(config);
-    if (p) platforms = [formatPlatform(p)];
+    if (p) platforms = [formatPlatform(p)];    warnOtherPlatform(log, ref.name, p, want);
   }
   return {
     reference: ref.name,

@@ -119,6 +119,11 @@ t.test('oci: layouts, tags and digests', async (t) => {
   t.same(out.kernels, expectKernels('arm64'));
   const byDigest = JSON.parse((await cli(['image', 'inspect', `oci:${layout}@${amd.digest}`, '--json'])).stdout);
   t.same(byDigest.kernels, expectKernels('amd64'));
+  const other = process.arch === 'arm64' ? 'amd64' : 'arm64';
+  const single = await cli(['image', 'inspect', `oci:${layout}:${other}`, '--json']);
+  t.equal(single.code, 0, 'a single-platform image for another platform is still read');
+  t.same(JSON.parse(single.stdout).platforms, [`linux/${other}`]);
+  t.match(single.stderr, /the image is built for another platform; its modules may not load on this node/);
   const missing = await cli(['image', 'inspect', `oci:${layout}:nope`]);
   t.equal(missing.code, 1);
   t.match(errorLine(missing.stderr), /^image oci:.*:nope: tag 'nope' not found in the layout; it has: amd64, arm64, multi, whiteout$/);
