@@ -5,6 +5,7 @@
  */
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
+import { parsePlatform } from '../image/platform.js';
 import type { ImageSourceOptions } from '../image/types.js';
 import type { KubeClients } from '../report/kube.js';
 import { checkKernelArgument } from './kernel.js';
@@ -40,6 +41,9 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
   if (files.length > 0 && opts.fromCluster) throw new UsageError('--module and --from-cluster are exclusive: give one');
   if (files.length === 0 && !opts.fromCluster) throw new UsageError('give the Modules to validate: --module FILE... or --from-cluster');
 
+  if (opts.platform) parsePlatform(opts.platform); // a wrong --platform is the command line's fault, not each Module's
+  const given = await givenKernels(opts); // checked before the (slow to load) Kubernetes client is needed
+
   let kube: KubeClients | undefined;
   if (opts.fromCluster || opts.writeStatus) {
     kube = await deps.kube();
@@ -49,7 +53,7 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
 
   const cluster = kube ? await import('./cluster.js') : undefined;
   const target = opts.writeStatus ? await cluster!.readPreflightValidation(kube!, opts.writeStatus, ctx.signal) : undefined;
-  const kernelVersion = await chooseKernel(opts, target?.kernelVersion);
+  const kernelVersion = chooseKernel(given, opts.writeStatus, target?.kernelVersion);
   const log = ctx.log.child({ kernel: kernelVersion });
 
   const all = files.length > 0 ? await readModuleFiles(files) : await cluster!.listClusterModules(kube!, ctx.signal);
@@ -99,16 +103,25 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
   return failed === 0 ? 0 : 1;
 }
 
-/** --kernel, --preflight FILE, or the PreflightValidationOCP named by --write-status; they must agree. */
-async function chooseKernel(opts: PreflightOptions, fromTarget: string | undefined): Promise<string> {
-  const candidates: { value: string; source: string }[] = [];
-  if (opts.kernel !== undefined) candidates.push({ value: checkKernelArgument(opts.kernel, '--kernel'), source: '--kernel' });
+type KernelSource = { value: string; source: string };
+
+/** The kernels the command line names: --kernel and --preflight FILE. */
+async function givenKernels(opts: PreflightOptions): Promise<KernelSource[]> {
+  const given: KernelSource[] = [];
+  if (opts.kernel !== undefined) given.push({ value: checkKernelArgument(opts.kernel, '--kernel'), source: '--kernel' });
   if (opts.preflightFile) {
     const { kernel } = await readPreflightKernel(opts.preflightFile);
-    candidates.push({ value: checkKernelArgument(kernel, `--preflight ${opts.preflightFile}`), source: `--preflight ${opts.preflightFile}` });
+    const source = `--preflight ${opts.preflightFile}`;
+    given.push({ value: checkKernelArgument(kernel, source), source });
   }
+  return given;
+}
+
+/** --kernel, --preflight FILE, or the PreflightValidationOCP named by --write-status; they must agree. */
+function chooseKernel(given: KernelSource[], target: string | undefined, fromTarget: string | undefined): string {
+  const candidates = [...given];
   if (fromTarget !== undefined && fromTarget.trim() !== '') {
-    const source = `PreflightValidationOCP ${opts.writeStatus}`;
+    const source = `PreflightValidationOCP ${target}`;
     candidates.push({ value: checkKernelArgument(fromTarget, source), source });
   }
   const first = candidates[0];

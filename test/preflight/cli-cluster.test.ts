@@ -157,7 +157,11 @@ t.test('--module files with --write-status; an empty cluster is a success', asyn
 t.test('command-line and cluster mistakes are exit 2 with one clear line', async (t) => {
   const { api, env } = await cluster();
   t.teardown(() => api.close());
-  const lastLine = (s: string) => (JSON.parse(s.trim().split('\n').pop()!) as { msg: string }).msg;
+  // a log line (JSON) or, for what commander rejects before any logger exists, `kmm-worker: <message>`
+  const lastLine = (s: string) => {
+    const line = s.trim().split('\n').pop()!;
+    return line.startsWith('{') ? (JSON.parse(line) as { msg: string }).msg : line.replace(/^kmm-worker: /, '');
+  };
   const cases: [string[], Record<string, string | undefined>, RegExp][] = [
     [['preflight', '--from-cluster', '--kernel', K], {}, /^--from-cluster needs Kubernetes credentials/],
     [['preflight', '--from-cluster', '--kernel', '6.1.0-28-amd64', '--write-status', 'pf'], env, /^--kernel says kernel 6\.1\.0-28-amd64 but PreflightValidationOCP pf says 6\.1\.0-27-amd64$/],
@@ -167,9 +171,16 @@ t.test('command-line and cluster mistakes are exit 2 with one clear line', async
     [['preflight', '--kernel', K, '--from-cluster', '--module', 'x.yaml'], env, /exclusive/],
     [['preflight', '--kernel', '6.1', '--from-cluster'], env, /^kernel version '6\.1' must have at least three components/],
     [['preflight', '--kernel', K, '--module', '/nonexistent.yaml'], {}, /^--module \/nonexistent\.yaml: cannot read: ENOENT$/],
+    [['preflight', '--kernel', K, '--from-cluster', '--platform', 'amd64'], env, /^--platform 'amd64' is not os\/arch/],
+    [['preflight', '--kernel', K, '--from-cluster', '--parallel', '0'], env, /--parallel must be a positive whole number/],
   ];
-  for (const [args, e, want] of cases) {
-    const r = await runCli(args, e);
+  // independent runs: three at a time keeps the wall time down on a busy machine
+  const results: Awaited<ReturnType<typeof runCli>>[] = [];
+  for (let i = 0; i < cases.length; i += 3) {
+    results.push(...(await Promise.all(cases.slice(i, i + 3).map(([args, e]) => runCli(args, e)))));
+  }
+  for (const [i, [args, , want]] of cases.entries()) {
+    const r = results[i]!;
     t.equal(r.code, 2, args.join(' '));
     t.match(lastLine(r.stderr), want, args.join(' '));
     t.equal(r.stdout, '', 'no report');
