@@ -286,3 +286,17 @@ t.test('KMM_DEPMOD and KMM_MODINFO name the tools', async (t) => {
   t.equal(r2.code, 1);
   t.same(r2.errors, ["modinfo: cannot run '/nonexistent/modinfo': not found"]);
 });
+
+t.test('compressed modules (.ko.xz): found, loaded, verified against their srcversion', async (t) => {
+  const env = await makeEnv({ modules: ['kmm_user', 'kmm_lib'], depmod: false });
+  t.teardown(env.cleanup);
+  const kdir = join(env.shared, 'opt/lib/modules', env.kmods.kver);
+  await execa('xz', ['--check=crc32', join(kdir, 'extra/kmm_user.ko'), join(kdir, 'extra/kmm_lib.ko')]);
+  await execa('depmod', ['-b', join(env.shared, 'opt'), env.kmods.kver]);
+  const cfg = await cfgOf(env, { moduleName: 'kmm_user' });
+  const load = await env.cli(['kmod', 'load', cfg]);
+  ok(t, load);
+  t.same(insmodLines(load), await realModprobeInsmods(env, await env.argv()));
+  t.match(insmodLines(load)[0], /kmm_lib\.ko\.xz$/);
+  t.equal(await sysfs(env, 'kmm_user', 'srcversion'), (await execa('modinfo', ['-F', 'srcversion', env.kmods.ko.kmm_user!])).stdout.trim());
+});

@@ -175,3 +175,22 @@ t.test('read-only firmware_class.path: exit 1 saying to mount /sys from the host
   t.match(r.errors[0], /^cannot write \S+\/sys\/module\/firmware_class\/parameters\/path: EACCES \(read-only \/sys\): mount \/sys from the host read-write into the worker$/);
   t.same(await env.argv(), [], 'no modprobe after the failure');
 });
+
+t.test('firmware symlinks: relative links inside the tree are kept as links, others are skipped', async (t) => {
+  const env = await makeEnv({ modules: ['kmm_fw'], firmware: { 'vendor/real-1.2.bin': 'REAL' } });
+  t.teardown(env.cleanup);
+  const { symlink, readlink, lstat } = await import('node:fs/promises');
+  await symlink('real-1.2.bin', join(env.shared, 'firmware/vendor/real.bin'));
+  await symlink('/etc/passwd', join(env.shared, 'firmware/vendor/escape.bin'));
+  await symlink('../../../outside', join(env.shared, 'firmware/vendor/up.bin'));
+  const cfg = await cfgOf(env, { moduleName: 'kmm_fw', firmwarePath: '/firmware' });
+  const r = await env.cli(['kmod', 'load', cfg]);
+  ok(t, r);
+  const fw = env.host.path('/var/lib/firmware');
+  t.equal(await readlink(join(fw, 'vendor/real.bin')), 'real-1.2.bin');
+  t.notOk(await lstat(join(fw, 'vendor/escape.bin')).catch(() => undefined), 'absolute link not installed');
+  t.notOk(await lstat(join(fw, 'vendor/up.bin')).catch(() => undefined), 'link leaving the tree not installed');
+  t.match(r.stderr, /skipping firmware symlink that points outside the firmware directory/);
+  ok(t, await env.cli(['kmod', 'unload', cfg]));
+  t.same(await tree(fw), []);
+});
