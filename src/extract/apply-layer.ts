@@ -102,7 +102,7 @@ export async function applyLayer(
       }
       written.add(path);
     } catch (err) {
-      await stream.skip();
+      // No draining: the failure ends the layer, and the iterator's cleanup releases the blob.
       fail(err, name);
     }
   }

@@ -132,6 +132,7 @@ async function* entriesOf<S>(
   signal?.addEventListener('abort', onAbort, { once: true });
 
   let previous: (() => Promise<void>) | undefined;
+  let completed = false;
   try {
     const it = extract[Symbol.asyncIterator]();
     for (;;) {
@@ -143,7 +144,10 @@ async function* entriesOf<S>(
         throw failure ?? describe(kind, err);
       }
       if (failure) throw failure;
-      if (next.done) break;
+      if (next.done) {
+        completed = true;
+        break;
+      }
       const entry = next.value as { header: Header } & AsyncIterable<Buffer>;
       const wrapped = wrap(entry);
       previous = wrapped.drain;
@@ -152,7 +156,7 @@ async function* entriesOf<S>(
     if (failure) throw failure;
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    if (!extract.destroyed && !(extract as unknown as { writableFinished?: boolean }).writableFinished) {
+    if (!completed) {
       // Stopped early (break, error, abort): tear the chain down so the blob's socket/file is released.
       source.unpipe(extract as unknown as NodeJS.WritableStream);
       extract.destroy();
