@@ -148,7 +148,7 @@ export class Guest {
       const stderrLog = path.join(opts.workDir, `qemu-${accel}.stderr`);
       const args = [
         ...qemuArgsFor(accel),
-        '-m', String(opts.memMiB ?? 1536), '-smp', String(opts.cpus ?? 1),
+        '-m', String(opts.memMiB ?? 1536), '-smp', String(opts.cpus ?? (Number(process.env.KMM_VM_CPUS) || 1)),
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
         '-kernel', opts.vmlinux, '-initrd', opts.initrd,
         '-append', `console=ttyS0 panic=-1 quiet${opts.forwards?.length ? ' kmmvm.net=1' : ''}`,

@@ -72,7 +72,7 @@ function copyInTreeModule(root: string, kmods: TestKmods, name: string, seen = n
 }
 
 function writeCpio(stageDir: string, out: string): void {
-  const tmp = `${out}.tmp`;
+  const tmp = `${out}.${process.pid}.tmp`; // two suites may build the same base at once
   // busybox cpio: the host has no cpio(1) by default; -R 0:0 so the guest sees root-owned files
   execFileSync('bash', ['-c', 'set -o pipefail; find . | LC_ALL=C sort | busybox cpio -o -H newc -R 0:0 > "$0" 2>/dev/null', tmp],
     { cwd: stageDir });
@@ -99,7 +99,9 @@ export function baseArchive(kmods: TestKmods): string {
   const out = path.join(dir, `base-${kmods.kver}-${baseKey(kmods, node)}.cpio`);
   if (fs.existsSync(out)) return out;
   fs.mkdirSync(dir, { recursive: true });
-  for (const old of fs.readdirSync(dir)) if (old.startsWith('base-')) fs.rmSync(path.join(dir, old), { force: true });
+  for (const old of fs.readdirSync(dir)) {
+    if (old.startsWith('base-') && old.endsWith('.cpio')) fs.rmSync(path.join(dir, old), { force: true });
+  }
   const root = fs.mkdtempSync(path.join(dir, 'stage-base-'));
   try {
     for (const d of ['usr/bin', 'usr/sbin', 'usr/lib', 'usr/lib64', 'usr/local/bin', 'proc', 'sys', 'dev', 'tmp',
