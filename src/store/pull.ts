@@ -9,9 +9,9 @@ import { promisify } from 'node:util';
 import { OperationError, UsageError } from '../errors.js';
 import { extractImage, type LayerProgress } from '../extract/extract-image.js';
 import { selectionPrefixes, type Selection } from '../extract/selection.js';
-import { openImage, resolveDigest } from '../image/open.js';
 import { formatPlatform, hostPlatform, parsePlatform } from '../image/platform.js';
 import { parseReference } from '../image/reference.js';
+import type { ResolvedImage } from '../image/types.js';
 import type { Logger } from '../log.js';
 import { acquireLock } from './lock.js';
 import { entryKey, fsyncDir, StoreDir, type EntryMeta, type StoredEntry } from './store-dir.js';
@@ -93,6 +93,12 @@ export async function lookupStored(
   return result(entry, reference, rec.digest, true);
 }
 
+/**
+ * The registry client (undici and friends: ~30 MiB and a noticeable start-up cost) is loaded only when a pull
+ * needs the network or a layout, never for a cache hit: a Day-1 load before the network stays lean.
+ */
+const registryStack = () => import('../image/open.js');
+
 export async function pullImage(ref: string, opts: PullOptions): Promise<PullResult> {
   const { reference, platform } = normalise(ref, opts.selection, opts.platform);
   const { log, selection } = opts;
@@ -119,6 +125,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
   } else {
     const rec = await store.readRef(reference, platform);
     if (rec) {
+      const { resolveDigest } = await registryStack();
       const digest = await resolveDigest(reference, sourceOpts);
       const entry = digest === rec.digest ? await store.readEntry(entryKey(rec.manifestDigest, selection)) : undefined;
       if (entry) {
@@ -131,6 +138,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
   }
 
   await store.ensure();
+  const { openImage } = await registryStack();
   const image = await openImage(reference, sourceOpts);
   const key = entryKey(image.manifestDigest, selection);
   const writeRef = async () => {
@@ -162,7 +170,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
 async function writeEntry(
   store: StoreDir,
   key: string,
-  image: Awaited<ReturnType<typeof openImage>>,
+  image: ResolvedImage,
   opts: { reference: string; platform: string; selection: Selection; log: Logger; signal?: AbortSignal; onProgress?: (p: LayerProgress) => void },
 ): Promise<StoredEntry> {
   const tmp = await store.makeTmp(key);
