@@ -17,7 +17,7 @@ import {
   type ModprobeRunner,
 } from '../host/runners.js';
 import { noReporter, type Reporter } from '../report/reporter.js';
-import { moduleIdentity, type ModuleIdentity } from './identity.js';
+import { checkIdentity, moduleIdentity, type ModuleIdentity } from './identity.js';
 import { SharedDirKmodsSource, lazySource, type KmodsSource } from './kmods-source.js';
 import { modulesOfConfig } from './modprobe-argv.js';
 
@@ -56,7 +56,7 @@ export async function createWorkerDeps(ctx: Context, config?: ModuleConfig): Pro
   const modinfo: ModinfoRunner = new ExecModinfo(opts.modinfo, log);
   const depmod: DepmodRunner = new ExecDepmod(opts.depmod, log);
   const sources: KmodsSource[] = [new SharedDirKmodsSource(opts.sharedDir), lazySource('image', async () => new (await import('../store/kmods-source.js')).ImageKmodsSource({ imagesDir: opts.imagesDir, authFile: opts.authFile, pullSecretsDir: opts.pullSecretsDir, hostRoot: opts.hostRoot, log, progress: process.stderr }))];
-  const identity: ModuleIdentity = await moduleIdentity(opts, (config && modulesOfConfig(config)[0]) || 'unknown');
+  const identity: ModuleIdentity = checkIdentity(await moduleIdentity(opts, (config && modulesOfConfig(config)[0]) || 'unknown'));
   const reporter: Reporter = await (await import('../report/create.js')).createReporter(ctx, identity);
   return { log, host, changes, modprobe, modinfo, depmod, sources, reporter, identity, dryRun, planOut: ctx.stdout, signal: ctx.signal };
 }

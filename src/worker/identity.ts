@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { UsageError } from '../errors.js';
 
 /** The `<ns>/<name>` a module is known by in Events and in the firmware record (DESIGN §8). */
 export interface ModuleIdentity {
@@ -22,3 +23,16 @@ export async function moduleIdentity(
 }
 
 export const identityString = (id: ModuleIdentity) => `${id.namespace}/${id.name}`;
+
+/**
+ * The identity names a file of the firmware record (`<ns>/<name>.json`), so it must be a plain name: what
+ * Kubernetes allows for namespaces and object names (and module names, the fallback) never has a `/`.
+ */
+export function checkIdentity(id: ModuleIdentity): ModuleIdentity {
+  for (const [flag, value] of [['--module-namespace', id.namespace], ['--module-name', id.name]] as const) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value) || value.length > 253) {
+      throw new UsageError(`${flag} '${value}' is not a Kubernetes name (letters, digits, '.', '_', '-')`);
+    }
+  }
+  return id;
+}

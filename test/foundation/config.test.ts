@@ -143,3 +143,15 @@ t.test('every shipped example is a valid config', async (t) => {
   t.equal(full.modprobe.firmwarePath, '/firmware');
   t.same(full.inTreeModulesToRemove, ['acme_nic', 'acme-nic-ptp']);
 });
+
+t.test('CLI: a module identity that is not a plain name is exit 2 (it names a file on the host)', async (t) => {
+  const env = await makeEnv({ modules: ['kmm_hello'] });
+  t.teardown(env.cleanup);
+  const cfg = await env.config(`${base}modprobe: {moduleName: kmm_hello, firmwarePath: /firmware}\n`);
+  for (const [flag, value] of [['--module-name', '../../etc/evil'], ['--module-namespace', '..']]) {
+    const r = await env.cli(['kmod', 'load', cfg, flag!, value!]);
+    t.equal(r.code, 2, `${flag} ${value}`);
+    t.match(r.errors[0], `${flag} '${value}' is not a Kubernetes name`);
+  }
+  t.same(await env.argv(), []);
+});
