@@ -45,6 +45,9 @@ async function cluster() {
   api.seed(MODULES, good('late', 'apps'));
   api.seed(MODULES, privateImage('private', 'regcred'));
   api.seed(MODULES, privateImage('private-nosecret', 'missing'));
+  api.seed(MODULES, privateImage('private-again', 'regcred'));
+  api.seed(MODULES, privateImage('private-legacy', 'legacycred'));
+  api.seed(MODULES, privateImage('private-opaque', 'opaque'));
   api.seed(MODULES, moduleCR('old-only', { kernelMappings: [{ literal: '6.1.0-26-amd64', containerImage: `${pub.host}/kmod/good:x` }] }, { namespace: 'apps' }));
   const deleting = good('deleting', 'kmm');
   (deleting.metadata as Record<string, unknown>).deletionTimestamp = '2026-11-21T00:00:00Z';
@@ -55,6 +58,14 @@ async function cluster() {
   api.seed({ resource: 'secrets' }, {
     apiVersion: 'v1', kind: 'Secret', metadata: { name: 'regcred', namespace: 'kmm' }, type: 'kubernetes.io/dockerconfigjson',
     data: { '.dockerconfigjson': Buffer.from(JSON.stringify(dockerconfig)).toString('base64') },
+  });
+  // the legacy ~/.dockercfg form (type kubernetes.io/dockercfg): the auths map without the "auths" key
+  api.seed({ resource: 'secrets' }, {
+    apiVersion: 'v1', kind: 'Secret', metadata: { name: 'legacycred', namespace: 'kmm' }, type: 'kubernetes.io/dockercfg',
+    data: { '.dockercfg': Buffer.from(JSON.stringify(dockerconfig.auths)).toString('base64') },
+  });
+  api.seed({ resource: 'secrets' }, {
+    apiVersion: 'v1', kind: 'Secret', metadata: { name: 'opaque', namespace: 'kmm' }, type: 'Opaque', data: { token: 'eA==' },
   });
   api.seed(PVO, {
     apiVersion: 'kmm.sigs.x-k8s.io/v1beta2', kind: 'PreflightValidationOCP', metadata: { name: 'pf' },
@@ -82,7 +93,10 @@ t.test('--from-cluster --write-status: every Module, its secret, the exact statu
     ['apps/old-only', 'Failure'],
     ['kmm/good', 'Success'],
     ['kmm/private', 'Success'],
+    ['kmm/private-again', 'Success'],
+    ['kmm/private-legacy', 'Success'],
     ['kmm/private-nosecret', 'Failure'],
+    ['kmm/private-opaque', 'Failure'],
   ], 'sorted; the Module being deleted and the device-plugin-only Module are skipped');
   const byName = Object.fromEntries(report.modules.map((m) => [m.name, m]));
   t.equal(byName['private-nosecret']!.statusReason, 'imageRepoSecret kmm/missing not found');
@@ -108,7 +122,10 @@ t.test('--from-cluster --write-status: every Module, its secret, the exact statu
         // unchanged status: the transition time stays; the reason is the new one
         entry('kmm', 'good', 'Success', `image ${pub.host}/kmod/good:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, OLD),
         entry('kmm', 'private', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, at('private')),
+        entry('kmm', 'private-again', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, at('private-again')),
+        entry('kmm', 'private-legacy', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, at('private-legacy')),
         entry('kmm', 'private-nosecret', 'Failure', 'imageRepoSecret kmm/missing not found', at('private-nosecret')),
+        entry('kmm', 'private-opaque', 'Failure', 'imageRepoSecret kmm/opaque has no .dockerconfigjson or .dockercfg key', at('private-opaque')),
         // another module's entry is kept
         entry('zzz', 'gone', 'Failure', 'mapping not found', OLD),
       ],
@@ -120,7 +137,10 @@ t.test('--from-cluster --write-status: every Module, its secret, the exact statu
   t.same(stored.spec, { kernelVersion: K, pushBuiltImage: false }, 'the spec is untouched');
 
   const secretReads = api.requests.filter((q) => q.path.includes('/secrets/'));
-  t.same(secretReads.map((q) => q.path).sort(), ['/api/v1/namespaces/kmm/secrets/missing', '/api/v1/namespaces/kmm/secrets/regcred']);
+  t.same(secretReads.map((q) => q.path).sort(), [
+    '/api/v1/namespaces/kmm/secrets/legacycred', '/api/v1/namespaces/kmm/secrets/missing',
+    '/api/v1/namespaces/kmm/secrets/opaque', '/api/v1/namespaces/kmm/secrets/regcred',
+  ], 'each secret read once, though two Modules use regcred');
   t.notMatch(r.stdout + r.stderr, priv.password!, 'the secret never appears');
 });
 
@@ -131,7 +151,7 @@ t.test('a conflicting concurrent write is retried on a fresh read', async (t) =>
   const r = await runCli(['--host-root', hostRoot, 'preflight', '--from-cluster', '--write-status', 'pf', '--json'], env);
   t.equal(r.code, 1);
   t.equal(api.requests.filter((q) => q.method === 'PATCH').length, 2);
-  t.equal(api.objects('preflightvalidationsocp', PVO)[0]!.status.modules.length, 6);
+  t.equal(api.objects('preflightvalidationsocp', PVO)[0]!.status.modules.length, 9);
 });
 
 t.test('--module files with --write-status; an empty cluster is a success', async (t) => {
