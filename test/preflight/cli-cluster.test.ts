@@ -6,8 +6,7 @@ import t from 'tap';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
-import { startRegistry } from '../helpers/registry.js';
-import { K, moduleCR, publish, runCli, tmpDir, writeYaml } from './fixtures.js';
+import { K, moduleCR, publish, runCli, testRegistry, tmpDir, writeYaml } from './fixtures.js';
 
 const KMM_RESOURCES: ResourceDef[] = [
   { group: 'kmm.sigs.x-k8s.io', version: 'v1beta1', resource: 'modules', kind: 'Module', namespaced: true, subresources: ['status'] },
@@ -22,10 +21,8 @@ const OLD = '2026-01-01T00:00:00Z';
 
 const work = await tmpDir('cluster');
 t.teardown(() => fs.rm(work, { recursive: true, force: true }));
-const pub = await startRegistry();
-t.teardown(() => pub.stop());
-const priv = await startRegistry({ auth: 'basic', tls: true });
-t.teardown(() => priv.stop());
+const pub = await testRegistry(t);
+const priv = await testRegistry(t, { auth: 'basic', tls: true });
 await Promise.all([
   publish(pub, work, [`kmod/good:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]),
   publish(priv, work, [`private/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]),

@@ -5,13 +5,12 @@
 import t from 'tap';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startRegistry, writeAuthFile } from '../helpers/registry.js';
-import { K, moduleCR, normalizeReport, publish, publishScenarioImages, runCli, scenarioModules, tmpDir, writeYaml } from './fixtures.js';
+import { writeAuthFile } from '../helpers/registry.js';
+import { K, moduleCR, normalizeReport, publish, publishScenarioImages, runCli, scenarioModules, testRegistry, tmpDir, writeYaml } from './fixtures.js';
 
 const GOLDEN = path.join(import.meta.dirname, 'golden', 'scenario.json');
 
-const reg = await startRegistry();
-t.teardown(() => reg.stop());
+const reg = await testRegistry(t);
 const work = await tmpDir('images');
 t.teardown(() => fs.rm(work, { recursive: true, force: true }));
 await publishScenarioImages(reg, work);
@@ -72,8 +71,7 @@ t.test('Modules on stdin (--module -), e.g. from kubectl get modules -A -o yaml'
 });
 
 t.test('a private image: denied without credentials, verified with them; no secret in any output', async (t) => {
-  const priv = await startRegistry({ auth: 'basic', tls: true });
-  t.teardown(() => priv.stop());
+  const priv = await testRegistry(t, { auth: 'basic', tls: true });
   await publish(priv, work, [`private/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]);
   // trust the registry's CA the way a node does: certs.d under the host root
   const hostRoot = path.join(work, 'host');
@@ -109,8 +107,7 @@ t.test('a private image: denied without credentials, verified with them; no secr
 });
 
 t.test("TLS: verified by default; a Module's registryTLS (mapping over container) or --insecure relaxes it", async (t) => {
-  const tlsReg = await startRegistry({ tls: true });
-  t.teardown(() => tlsReg.stop());
+  const tlsReg = await testRegistry(t, { tls: true });
   await publish(tlsReg, work, [`tls/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]);
   const image = `${tlsReg.host}/tls/kmod:\${KERNEL_FULL_VERSION}`;
   const file = await writeYaml(path.join(work, 'tls.yaml'), [

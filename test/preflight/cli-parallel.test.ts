@@ -10,13 +10,11 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { startRegistry } from '../helpers/registry.js';
-import { CLI, K, moduleCR, publish, runCli, tmpDir, writeYaml } from './fixtures.js';
+import { CLI, K, moduleCR, publish, runCli, testRegistry, tmpDir, writeYaml } from './fixtures.js';
 
 const work = await tmpDir('parallel');
 t.teardown(() => fs.rm(work, { recursive: true, force: true }));
-const reg = await startRegistry();
-t.teardown(() => reg.stop());
+const reg = await testRegistry(t);
 await publish(reg, work, [`kmod/good:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }, { 'firmware/a.bin': 'a' }]);
 
 /** An HTTP proxy in front of the registry that holds every manifest request for `delayMs`. */

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { buildLayout, pushImage, type LayerSpec, type PushOptions } from '../helpers/images.js';
-import type { TestRegistry } from '../helpers/registry.js';
+import { startRegistry, type StartRegistryOptions, type TestRegistry } from '../helpers/registry.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = path.join(REPO, 'bin', 'kmm-worker.js');
@@ -21,6 +21,16 @@ const ko = (name: string) => `\x7fELF-fake-${name}\n`;
 
 export async function tmpDir(prefix: string): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), `kmm-pf-${prefix}-`));
+}
+
+/** A real registry for one test file (or subtest): stopped and its storage removed at teardown. */
+export async function testRegistry(t: { teardown(fn: () => unknown): void }, opts: StartRegistryOptions = {}): Promise<TestRegistry> {
+  const reg = await startRegistry(opts);
+  t.teardown(async () => {
+    await reg.stop();
+    await fs.rm(path.dirname(reg.dataDir), { recursive: true, force: true });
+  });
+  return reg;
 }
 
 /** Builds `layers` as one umoci image and pushes it to `reg` as each of `repoTags`. */
