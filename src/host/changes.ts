@@ -35,11 +35,16 @@ export class RealHostChanges implements HostChanges {
     });
   }
   async copyFile(src: string, dest: string): Promise<void> {
-    // a symlink at dest would be followed by copyFile: replace the entry itself
-    await rm(dest, { force: true }).catch(() => {});
-    await copyFile(src, dest).catch((e) => {
+    // written aside and renamed: the kernel never reads half a firmware file, and a symlink at dest is
+    // replaced rather than followed
+    const tmp = `${dest}.kmm-tmp-${process.pid}`;
+    try {
+      await copyFile(src, tmp);
+      await rename(tmp, dest);
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => {});
       throw ioError('copy to', dest, e);
-    });
+    }
   }
   async symlink(target: string, path: string): Promise<void> {
     await rm(path, { force: true }).catch(() => {});

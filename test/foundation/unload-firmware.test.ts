@@ -194,3 +194,17 @@ t.test('firmware symlinks: relative links inside the tree are kept as links, oth
   ok(t, await env.cli(['kmod', 'unload', cfg]));
   t.same(await tree(fw), []);
 });
+
+t.test('a symlink already at a firmware destination is replaced, never written through', async (t) => {
+  const env = await makeEnv({ modules: ['kmm_fw'], firmware: { 'x.bin': 'NEW' } });
+  t.teardown(env.cleanup);
+  const { symlink, lstat } = await import('node:fs/promises');
+  const victim = join(env.work, 'victim.txt');
+  await writeFile(victim, 'precious');
+  await symlink(victim, env.host.path('/var/lib/firmware/x.bin'));
+  ok(t, await env.cli(['kmod', 'load', await cfgOf(env, { moduleName: 'kmm_fw', firmwarePath: '/firmware' })]));
+  t.equal(await readFile(victim, 'utf8'), 'precious');
+  t.ok((await lstat(env.host.path('/var/lib/firmware/x.bin'))).isFile());
+  t.equal(await readFile(env.host.path('/var/lib/firmware/x.bin'), 'utf8'), 'NEW');
+  t.same((await tree(env.host.path('/var/lib/firmware'))).filter((p) => p.includes('kmm-tmp')), [], 'no temp files left');
+});
