@@ -4,7 +4,7 @@
  * paths (plus the directories leading to them) are written.
  */
 import type { Logger } from '../log.js';
-import { OperationError } from '../errors.js';
+import { InterruptedError, OperationError } from '../errors.js';
 import { classifyEntryPath, cleanEntryPath } from './entry-path.js';
 import type { RawEntryBody } from './layer-entries.js';
 import type { SafeRoot } from './safe-root.js';
@@ -29,6 +29,7 @@ export async function applyLayer(
   const written = new Set<string>();
   const opaqueDirs: string[] = [];
   const fail = (err: unknown, name: string): never => {
+    if (err instanceof InterruptedError) throw err;
     if (err instanceof OperationError) throw new OperationError(`layer ${opts.layer}: ${err.message}`, { cause: err });
     const msg = err instanceof Error ? err.message : String(err);
     throw new OperationError(`layer ${opts.layer}: cannot extract "${name}": ${msg}`, { cause: err });

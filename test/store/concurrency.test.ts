@@ -84,3 +84,24 @@ t.test('killed at random points, a later run never trusts a partial entry and re
   t.same(await readdir(path.join(dir, 'locks')), [], 'no lock left behind');
   void log;
 });
+
+t.test('SIGTERM mid-pull: exit 143, one line, nothing left behind', async (t) => {
+  const dir = await mkdtemp(path.join(work, 'term-'));
+  const started = Date.now();
+  const timed = await cli(args(await mkdtemp(path.join(work, 'timing-'))));
+  const fullMs = Date.now() - started;
+  t.equal(timed.code, 0);
+  let r;
+  // the blob download is the bulk of a pull: aim at its middle, later if start-up was slower this time
+  for (const frac of [0.6, 0.7, 0.8, 0.5, 0.9]) {
+    r = await cli(args(dir), { killAfterMs: Math.round(fullMs * frac), killSignal: 'SIGTERM' });
+    if (r.code !== 0) break;
+    await rm(dir, { recursive: true, force: true });
+  }
+  t.equal(r!.code, 143, r!.stderr);
+  const last = JSON.parse(r!.stderr.trim().split('\n').at(-1)!);
+  t.equal(last.msg, 'interrupted by SIGTERM');
+  t.same(await readdir(path.join(dir, 'entries')), []);
+  t.same(await readdir(path.join(dir, 'tmp')), [], 'the partial tree was removed');
+  t.same(await readdir(path.join(dir, 'locks')), [], 'the lock was released');
+});

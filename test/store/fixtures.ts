@@ -20,7 +20,10 @@ export interface CliResult {
 }
 
 /** Runs `node bin/kmm-worker.js args...` with Node 24 (the one running the tests). */
-export function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; killAfterMs?: number } = {}): Promise<CliResult> {
+export function cli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; killAfterMs?: number; killSignal?: NodeJS.Signals } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { ...process.env, KMM_LOG_LEVEL: 'info', ...opts.env },
@@ -30,7 +33,7 @@ export function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; killAfterMs
     let stderr = '';
     child.stdout.on('data', (c) => (stdout += c));
     child.stderr.on('data', (c) => (stderr += c));
-    const timer = opts.killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), opts.killAfterMs);
+    const timer = opts.killAfterMs === undefined ? undefined : setTimeout(() => child.kill(opts.killSignal ?? 'SIGKILL'), opts.killAfterMs);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
