@@ -128,8 +128,9 @@ export async function writePreflightStatus(
   kube: KubeClients,
   name: string,
   results: readonly ModuleStatus[],
-  signal?: AbortSignal,
+  opts: { signal?: AbortSignal; dryRun?: boolean } = {},
 ): Promise<StatusPatch> {
+  const { signal } = opts;
   for (let attempt = 1; ; attempt++) {
     const current = await readPreflightValidation(kube, name, signal).catch((err: unknown) => {
       // it existed when preflight started: gone now is an operation failure, not a command-line mistake
@@ -139,6 +140,7 @@ export async function writePreflightStatus(
       metadata: current.resourceVersion ? { resourceVersion: current.resourceVersion } : {},
       status: { modules: mergeModuleStatuses(current.modules, results) },
     };
+    if (opts.dryRun) return body;
     try {
       await kube.customObjects.patchClusterCustomObjectStatus(
         { ...PREFLIGHT_OCP, name, body },

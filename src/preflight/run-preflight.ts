@@ -94,8 +94,10 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
   ctx.stdout.write(opts.json ? renderJson(report) : renderTable(report));
 
   if (opts.writeStatus) {
-    await cluster!.writePreflightStatus(kube!, opts.writeStatus, statuses, ctx.signal);
-    log.info({ preflightValidationOCP: opts.writeStatus }, 'status written');
+    const dryRun = ctx.opts.dryRun;
+    const patch = await cluster!.writePreflightStatus(kube!, opts.writeStatus, statuses, { signal: ctx.signal, dryRun });
+    if (dryRun) log.info({ preflightValidationOCP: opts.writeStatus, patch }, 'dry run: the status patch that would be written');
+    else log.info({ preflightValidationOCP: opts.writeStatus }, 'status written');
   }
   ctx.signal.throwIfAborted();
   const failed = statuses.filter((s) => s.verificationStatus !== 'Success').length;

@@ -141,6 +141,19 @@ t.test('--from-cluster --write-status: every Module, its secret, the exact statu
   t.notMatch(r.stdout + r.stderr, priv.password!, 'the secret never appears');
 });
 
+t.test('--dry-run: the status patch is printed, not written', async (t) => {
+  const { api, env } = await cluster();
+  t.teardown(() => api.close());
+  const r = await runCli(['--host-root', hostRoot, '--dry-run', 'preflight', '--from-cluster', '--write-status', 'pf', '--json'], env);
+  t.equal(r.code, 1);
+  t.equal(api.requests.filter((q) => q.method === 'PATCH').length, 0, 'no write');
+  const line = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; patch?: { status: { modules: unknown[] } } })
+    .find((l) => l.msg === 'dry run: the status patch that would be written');
+  t.ok(line, 'the patch is in the log');
+  t.equal(line?.patch?.status.modules.length, 9);
+  t.same(api.objects('preflightvalidationsocp', PVO)[0]!.status.modules.length, 2, 'the status is unchanged');
+});
+
 t.test('a conflicting concurrent write is retried on a fresh read', async (t) => {
   const { api, env } = await cluster();
   t.teardown(() => api.close());
