@@ -162,7 +162,11 @@ export function buildProgram(): Command {
       })(...params);
       // §9: SIGTERM/SIGINT is how the daemon is meant to stop: exit 0 once it unloaded (1 if that failed), not 143/130
       const code = (await import('./commands/run.js')).daemonExitOverride();
-      if (code !== undefined) process.exitCode = code;
+      if (code !== undefined) {
+        process.exitCode = code;
+        // the work is done and the process is exiting: a late repeated signal must not turn 0 into 143
+        for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => {});
+      }
     });
 
   const image = program.command('image').description('pull and inspect kmod images');

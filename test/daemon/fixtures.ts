@@ -60,7 +60,8 @@ export interface DaemonEnv {
   api: FakeApiServer;
   kubeconfig: string;
   volume: DownwardApiVolume;
-  /** a modprobe that records, then sleeps SLOW_LOAD seconds (load) / sleeps SLOW_UNLOAD seconds first (-r) */
+  /** a modprobe that records, then sleeps SLOW_LOAD seconds (load) / creates $SLOW_MARKER, then sleeps
+   * SLOW_UNLOAD seconds first (-r) */
   slowModprobe: string;
   start(args?: string[], extraEnv?: Record<string, string>): Promise<Daemon>;
   cleanup(): Promise<void>;
@@ -75,10 +76,11 @@ export async function makeDaemonEnv(modules: string[], firmware?: Record<string,
   const slowModprobe = join(env.work, 'slow-modprobe.sh');
   await writeFile(slowModprobe, `#!/bin/sh
 case " $* " in
-  *" -r "*) sleep "\${SLOW_UNLOAD:-0}"; exec "${recordingModprobePath}" "$@" ;;
+  *" -r "*) [ -n "\${SLOW_MARKER:-}" ] && : > "\$SLOW_MARKER"; sleep "\${SLOW_UNLOAD:-0}"; exec "${recordingModprobePath}" "$@" ;;
 esac
 "${recordingModprobePath}" "$@"; rc=$?
-sleep "\${SLOW_LOAD:-0}"
+# without the pipes: a killed script must not leave a sleeping child holding modprobe's stdout open
+sleep "\${SLOW_LOAD:-0}" >/dev/null 2>&1 </dev/null
 exit $rc
 `);
   await chmod(slowModprobe, 0o755);
@@ -88,6 +90,8 @@ exit $rc
     const proc = execa(process.execPath, [cliPath, '--host-root', env.host.root, '--shared-dir', env.shared, '--modprobe', recordingModprobePath,
       '--log-level', 'debug', 'run', volume.configPath, '--health-addr', '127.0.0.1:0', '--check-interval', '0.2', ...args], {
       reject: false,
+      // the daemon decides how long its shutdown takes; execa must not SIGKILL it 5 s after a SIGTERM
+      forceKillAfterDelay: false,
       env: { ...recordingModprobeEnv(env.host.root, env.logFile), POD_NAMESPACE: 'kmm-ops', NODE_NAME: NODE, KUBECONFIG: kubeconfig, ...extraEnv },
       extendEnv: true,
       buffer: { stderr: true, stdout: true },
