@@ -12,7 +12,7 @@ export async function verifyLoaded(deps: WorkerDeps, config: ModuleConfig, kmods
     const ko = checkSource ? kmods.koPaths.get(normaliseModuleName(name)) : undefined;
     const expected = ko ? await deps.modinfo.srcversion(ko) : undefined;
     if (deps.dryRun) {
-      deps.planOut.write(`verify /sys/module/${normaliseModuleName(name)} is live${expected ? ` with srcversion ${expected}` : ''}\n`);
+      deps.planOut.write(`verify ${deps.host.path(`/sys/module/${normaliseModuleName(name)}`)} is live${expected ? ` with srcversion ${expected}` : ''}\n`);
       continue;
     }
     const s = await deps.host.moduleState(name);

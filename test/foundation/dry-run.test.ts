@@ -55,8 +55,8 @@ t.test('dry-run load prints every command and file of steps 3-6 and changes noth
       `write ${sysPath}: /var/lib/firmware`,
       `run modprobe -v -d ${root} kmm_lib`,
       `run modprobe -v -d ${root} kmm_user x=1`,
-      `verify /sys/module/kmm_user is live with srcversion ${await srcversion(env.kmods.ko.kmm_user!)}`,
-      `verify /sys/module/kmm_lib is live with srcversion ${await srcversion(env.kmods.ko.kmm_lib!)}`,
+      `verify ${env.host.path('/sys/module/kmm_user')} is live with srcversion ${await srcversion(env.kmods.ko.kmm_user!)}`,
+      `verify ${env.host.path('/sys/module/kmm_lib')} is live with srcversion ${await srcversion(env.kmods.ko.kmm_lib!)}`,
     ].join('\n'),
   );
   t.same(await env.argv(), [], 'modprobe never ran');
