@@ -68,7 +68,7 @@ t.test('API down, hanging, or RBAC missing: the kernel operation still succeeds 
   const done = lines.find((l) => /module kmm-ops\/kmm_hello unloaded/.test(l.msg));
   const warned = lines.find((l) => /could not report ModuleUnloaded/.test(l.msg));
   const took = warned!.time - done!.time;
-  t.ok(took >= 1000 && took < 2500, `reporting gave up within KMM_REPORT_TIMEOUT=1.5s: ${took} ms`);
+  t.ok(took >= 1000 && took < 3500, `reporting gave up within KMM_REPORT_TIMEOUT=1.5s: ${took} ms`);
   t.match(hanging.stderr, /could not report ModuleUnloaded on Node node-cli/);
   await api.close();
 

@@ -114,7 +114,7 @@ t.test('API down or hanging: report() resolves within its budget and logs a warn
   const r = createKubeReporter({ clients: down, nodeName: NODE, module: MODULE, log, budgetMs: 1500, requestTimeoutMs: 500, backoffMs: 50 });
   const t0 = Date.now();
   await r.report({ reason: 'ModuleLoaded', type: 'Normal', message: 'm' });
-  t.ok(Date.now() - t0 < 2500, `resolved in ${Date.now() - t0} ms`);
+  t.ok(Date.now() - t0 < 4000, `resolved in ${Date.now() - t0} ms`);
   t.ok(lines.some((l) => l.level === 40 && /could not report ModuleLoaded on Node worker-1: create Event .*ECONNREFUSED/.test(String(l.msg))), 'warning names the cause');
 
   // a server that accepts and never answers
@@ -123,7 +123,7 @@ t.test('API down or hanging: report() resolves within its budget and logs a warn
   forgetNodeUids();
   const t1 = Date.now();
   await reporter({ budgetMs: 1200, requestTimeoutMs: 400 }).report({ reason: 'ModuleLoaded', type: 'Normal', message: 'm' });
-  t.ok(Date.now() - t1 < 2500, `hanging API: resolved in ${Date.now() - t1} ms`);
+  t.ok(Date.now() - t1 < 4000, `hanging API: resolved in ${Date.now() - t1} ms`);
 });
 
 t.test('transient 500/503 are retried; the event still lands', async (t) => {
