@@ -5,7 +5,7 @@
  * APPLIED one (what this process loaded, or began loading). A pass unloads the applied config when the wanted
  * one differs, and loads the wanted one when nothing is applied or its modules are no longer live in the
  * kernel. Passes are triggered by a config change (directory watch), the periodic check, and a failed pass's
- * backoff. On SIGTERM/SIGINT an in-flight load is interrupted and the applied config is unloaded with a signal
+ * backoff. On SIGTERM/SIGINT an in-flight load stops at its next step and the applied config is unloaded with a signal
  * that nothing aborts — a second signal cannot cut the unload short and leave firmware or modules half-removed.
  */
 import { readFile } from 'node:fs/promises';
