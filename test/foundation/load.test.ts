@@ -300,3 +300,15 @@ t.test('compressed modules (.ko.xz): found, loaded, verified against their srcve
   t.match(insmodLines(load)[0], /kmm_lib\.ko\.xz$/);
   t.equal(await sysfs(env, 'kmm_user', 'srcversion'), (await execa('modinfo', ['-F', 'srcversion', env.kmods.ko.kmm_user!])).stdout.trim());
 });
+
+t.test('an in-tree module that is in use cannot be removed: exit 1 naming its holders; nothing loaded', async (t) => {
+  const env = await makeEnv({ modules: ['kmm_hello'] });
+  t.teardown(env.cleanup);
+  await env.host.addLoadedModule('old_hello', { holders: ['old_consumer'] });
+  const cfg = await cfgOf(env, { moduleName: 'kmm_hello' }, { inTreeModulesToRemove: ['old_hello'] });
+  const r = await env.cli(['kmod', 'load', cfg]);
+  t.equal(r.code, 1);
+  t.same(r.errors, ['cannot remove in-tree module: module old_hello is in use (refcnt 1, used by old_consumer); unload those first']);
+  t.same(await env.argv(), [['-r', '-v', 'old_hello']]);
+  t.same(await env.host.loadedModules(), ['old_hello']);
+});
