@@ -3,6 +3,8 @@
  * can run here): Modules listed across namespaces, imageRepoSecret read per Module, the exact status patch.
  */
 import t from 'tap';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
@@ -31,8 +33,8 @@ const hostRoot = path.join(work, 'host');
 await fs.mkdir(path.join(hostRoot, 'etc/containers/certs.d', priv.host), { recursive: true });
 await fs.copyFile(priv.caFile!, path.join(hostRoot, 'etc/containers/certs.d', priv.host, 'ca.crt'));
 
-async function cluster() {
-  const api = await FakeApiServer.start({ resources: KMM_RESOURCES, token: 'sa-token' });
+async function cluster(opts: { tls?: boolean } = {}) {
+  const api = await FakeApiServer.start({ resources: KMM_RESOURCES, token: 'sa-token', tls: opts.tls });
   const kubeconfig = await api.writeKubeconfig(path.join(work, `kubeconfig-${Date.now()}`));
   const good = (name: string, ns: string, extra: Record<string, unknown> = {}) =>
     moduleCR(name, { kernelMappings: [{ regexp: '^6\\.', containerImage: `${pub.host}/kmod/good:\${KERNEL_FULL_VERSION}` }] }, { namespace: ns, ...extra });
@@ -139,6 +141,19 @@ t.test('--from-cluster --write-status: every Module, its secret, the exact statu
     '/api/v1/namespaces/kmm/secrets/opaque', '/api/v1/namespaces/kmm/secrets/regcred',
   ], 'each secret read once, though two Modules use regcred');
   t.notMatch(r.stdout + r.stderr, priv.password!, 'the secret never appears');
+});
+
+t.test('kubectl sees the written status (TLS API server, bearer token)', async (t) => {
+  const { api, env } = await cluster({ tls: true });
+  t.teardown(() => api.close());
+  const r = await runCli(['--host-root', hostRoot, 'preflight', '--from-cluster', '--write-status', 'pf'], env);
+  t.equal(r.code, 1, r.stderr);
+  const { stdout } = await promisify(execFile)('kubectl', ['get', 'preflightvalidationsocp', 'pf', '-o',
+    'jsonpath={range .status.modules[*]}{.namespace}/{.name}={.verificationStatus}{"\\n"}{end}'], { env: { ...process.env, ...env } });
+  t.same(stdout.trim().split('\n'), [
+    'apps/late=Success', 'apps/old-only=Failure', 'kmm/good=Success', 'kmm/private=Success', 'kmm/private-again=Success',
+    'kmm/private-legacy=Success', 'kmm/private-nosecret=Failure', 'kmm/private-opaque=Failure', 'zzz/gone=Failure',
+  ]);
 });
 
 t.test('--dry-run: the status patch is printed, not written', async (t) => {
