@@ -4,7 +4,7 @@ import type { ModuleConfig } from '../config/module-config.js';
 import { kernelMatches } from '../host/host.js';
 import type { WorkerDeps } from './deps.js';
 import { identityString } from './identity.js';
-import { prepareKmods } from './kmods.js';
+import { prepareKmods, type PreparedKmods } from './kmods.js';
 import { removeInTreeModules } from './in-tree.js';
 import { copyImageFirmware, setFirmwareClassPath } from './firmware-steps.js';
 import { loadArgvs } from './modprobe-argv.js';
@@ -34,14 +34,37 @@ export async function checkKernel(deps: WorkerDeps, config: ModuleConfig): Promi
   return running;
 }
 
+/** DESIGN §6.2: the first kmods source that has them, prepared for modprobe (see prepareKmods). */
+export function findKmods(deps: WorkerDeps, config: ModuleConfig, runningKernel: string): Promise<PreparedKmods> {
+  return prepareKmods({
+    sources: deps.sources,
+    config,
+    runningKernel,
+    depmod: deps.depmod,
+    log: deps.log,
+    dryRun: deps.dryRun,
+    ...(deps.signal ? { signal: deps.signal } : {}),
+  }).then((kmods) => {
+    if (kmods.scratch) {
+      planNote(deps, `# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)`);
+    }
+    return kmods;
+  });
+}
+
+/** A comment line of the dry-run plan (nothing outside a dry run). */
+export function planNote(deps: WorkerDeps, line: string): void {
+  if (deps.dryRun) deps.planOut.write(`${line}\n`);
+}
+
 export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: LoadOptions = {}): Promise<void> {
   const id = identityString(deps.identity);
   try {
+    planNote(deps, `# dry run: load ${id} for kernel ${config.kernelVersion}`);
     const running = await checkKernel(deps, config);
-    const kmods = await prepareKmods({ sources: deps.sources, config, runningKernel: running, depmod: deps.depmod, log: deps.log, dryRun: deps.dryRun, ...(deps.signal ? { signal: deps.signal } : {}) });
+    const kmods = await findKmods(deps, config, running);
     try {
-      if (deps.dryRun) deps.planOut.write(`# dry run: load ${id} for kernel ${config.kernelVersion} from ${kmods.origin}\n`);
-      if (deps.dryRun && kmods.scratch) deps.planOut.write(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)\n`);
+      planNote(deps, `# kmods from ${kmods.origin}`);
       stopIfInterrupted(deps);
       await removeInTreeModules(deps, config.inTreeModulesToRemove, 'inTreeModulesToRemove');
       stopIfInterrupted(deps);

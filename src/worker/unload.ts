@@ -3,28 +3,26 @@ import { UsageError, oneLine } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
 import type { WorkerDeps } from './deps.js';
 import { identityString } from './identity.js';
-import { prepareKmods } from './kmods.js';
 import { inUseError } from './in-tree.js';
 import { removeModuleFirmware } from './firmware-steps.js';
 import { modulesOfConfig, unloadArgv } from './modprobe-argv.js';
-import { checkKernel, stopIfInterrupted, type LoadOptions } from './load.js';
+import { checkKernel, findKmods, planNote, stopIfInterrupted, type LoadOptions } from './load.js';
 
 export type UnloadOptions = LoadOptions;
 
 export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts: UnloadOptions = {}): Promise<void> {
   const id = identityString(deps.identity);
   try {
-    if (deps.dryRun) deps.planOut.write(`# dry run: unload ${id} for kernel ${config.kernelVersion}\n`);
+    planNote(deps, `# dry run: unload ${id} for kernel ${config.kernelVersion}`);
     if (await noneLoaded(deps, config)) {
       // nothing in the kernel: no kmods needed (no pull, no kernel check — the node may have rebooted into
       // another kernel); only the firmware this module left behind is cleaned up
       await removeModuleFirmware(deps, config, opts.firmwarePath);
     } else {
       const running = await checkKernel(deps, config);
-      const kmods = await prepareKmods({ sources: deps.sources, config, runningKernel: running, depmod: deps.depmod, log: deps.log, dryRun: deps.dryRun, ...(deps.signal ? { signal: deps.signal } : {}) });
+      const kmods = await findKmods(deps, config, running);
       try {
-        if (deps.dryRun) deps.planOut.write(`# kmods from ${kmods.origin}\n`);
-        if (deps.dryRun && kmods.scratch) deps.planOut.write(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)\n`);
+        planNote(deps, `# kmods from ${kmods.origin}`);
         stopIfInterrupted(deps);
         await runModprobeUnload(deps, config, kmods.modulesRoot);
         await removeModuleFirmware(deps, config, opts.firmwarePath);
@@ -50,7 +48,7 @@ async function noneLoaded(deps: WorkerDeps, config: ModuleConfig): Promise<boole
   const states = await Promise.all(names.map((n) => deps.host.moduleState(n)));
   if (states.some((s) => s.kind === 'loaded')) return false;
   deps.log.info({ modules: names }, `${names.join(', ')} not loaded; nothing to unload`);
-  if (deps.dryRun) deps.planOut.write(`# ${names.join(', ')} not loaded: no modprobe -r\n`);
+  planNote(deps, `# ${names.join(', ')} not loaded: no modprobe -r`);
   return true;
 }
 

@@ -45,7 +45,8 @@ t.test('dry-run load prints every command and file of steps 3-6 and changes noth
   t.equal(
     r.stdout,
     [
-      `# dry run: load kmm-ops/kmm_user for kernel ${env.kmods.kver} from shared dir ${root}/lib/modules/${env.kmods.kver}`,
+      `# dry run: load kmm-ops/kmm_user for kernel ${env.kmods.kver}`,
+      `# kmods from shared dir ${root}/lib/modules/${env.kmods.kver}`,
       `run modprobe -r -v old_user`,
       `copy ${env.shared}/firmware/b.bin -> ${fw}/b.bin`,
       `mkdir -p ${fw}/kmm`,
