@@ -1,6 +1,6 @@
 // A booted test guest: Debian's kernel under QEMU with our initramfs, driven over a serial control channel
 // (see guest-init.sh for the guest's half of the protocol). The kernel console goes to a log file.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,6 +30,14 @@ export interface BootOptions {
 }
 
 const GUEST_FORWARD_IP = '10.0.2.100';
+
+function requireProgram(cmd: string, args: string[], debianPackage: string): void {
+  try {
+    execFileSync(cmd, args, { stdio: 'ignore', timeout: 10_000 });
+  } catch {
+    throw new Error(`${cmd} is missing or does not run: install the Debian package ${debianPackage}`);
+  }
+}
 export const guestForwardHost = (port: number) => `${GUEST_FORWARD_IP}:${port}`;
 
 export class Guest {
@@ -139,6 +147,9 @@ export class Guest {
   static async boot(opts: BootOptions): Promise<Guest> {
     const log = opts.log ?? (() => {});
     for (const f of [opts.vmlinux, opts.initrd]) if (!fs.existsSync(f)) throw new Error(`missing ${f}`);
+    // guestfwd runs socat per connection; without it the guest's connections just die, far from the cause
+    if (opts.forwards?.length) requireProgram('socat', ['-V'], 'socat');
+    requireProgram('qemu-system-x86_64', ['--version'], 'qemu-system-x86');
     const { accels, why } = await acceleratorCandidates();
     log(`accelerator candidates: ${accels.join(', ')} (${why})`);
     let lastErr: unknown;

@@ -74,7 +74,8 @@ function exitsWith(t: Test, r: ExecResult, code: number, what: string) {
   t.equal(r.code, code, `${what} exits ${code} (${(r.ms / 1000).toFixed(1)} s)`, { stderr: r.stderr, stdout: r.stdout });
 }
 
-// Scenarios 2-5 take the kmods as a KMM init container leaves them (--shared-dir); scenario 1 pulls.
+// Scenarios 1, 2 and 7 take the kmods from the image (scenario 1 pulls it, 2 finds it in the image cache);
+// 1b and 3-6 as a KMM init container leaves them (--shared-dir).
 const SHARED = `--shared-dir ${GUEST_SHARED_DIR}`;
 
 const baseConfig = (moduleName: string, extra: Record<string, unknown> = {}) => ({
@@ -146,7 +147,7 @@ scenario('1b. kmod load from a KMM init container\'s shared dir: no registry req
   t.notOk((await procModules()).has('kmm_standalone'), '/proc/modules: kmm_standalone gone');
 });
 
-scenario('2. firmware: kmm_fw loads only once kmm-worker installed its firmware and set firmware_class.path',
+scenario('2. firmware: kmm_fw loads only once kmm-worker installed the image\'s firmware and set firmware_class.path',
   async (t) => {
     const fwFile = `${HOST_FIRMWARE}/${FIRMWARE_REL}`;
     t.notOk(await exists(fwFile), 'the firmware is not on the host yet');
@@ -157,7 +158,7 @@ scenario('2. firmware: kmm_fw loads only once kmm-worker installed its firmware 
       'dmesg: request_firmware failed with ENOENT');
 
     const cfg = await writeConfig('fw', baseConfig('kmm_fw', { modprobe: { firmwarePath: '/firmware' } }));
-    exitsWith(t, await kw(`kmod load ${cfg} ${SHARED} --firmware-path ${HOST_FIRMWARE}`), 0, 'kmod load --firmware-path');
+    exitsWith(t, await kw(`kmod load ${cfg} --firmware-path ${HOST_FIRMWARE}`), 0, 'kmod load --firmware-path');
     t.equal(await read('/sys/module/firmware_class/parameters/path'), HOST_FIRMWARE, 'firmware_class.path set');
     t.equal(await read(fwFile), FIRMWARE_BODY, 'the image\'s firmware is on the host');
     t.equal((await procModules()).get('kmm_fw')?.state, 'Live', '/proc/modules: kmm_fw Live');
@@ -165,7 +166,7 @@ scenario('2. firmware: kmm_fw loads only once kmm-worker installed its firmware 
     t.ok(indexOfLine(dmesg, `kmm_fw: got firmware ${FIRMWARE_REL} size=${FIRMWARE_BODY.length}`) >= 0,
       'dmesg: the kernel read the firmware kmm-worker installed', { dmesg });
 
-    exitsWith(t, await kw(`kmod unload ${cfg} ${SHARED} --firmware-path ${HOST_FIRMWARE}`), 0, 'kmod unload');
+    exitsWith(t, await kw(`kmod unload ${cfg} --firmware-path ${HOST_FIRMWARE}`), 0, 'kmod unload');
     t.notOk((await procModules()).has('kmm_fw'), '/proc/modules: kmm_fw gone');
     t.notOk(await exists(fwFile), 'the firmware file it installed is removed');
     t.notOk(await exists(`${HOST_FIRMWARE}/kmm-test`), 'the directory it left empty is removed');
