@@ -1,3 +1,12 @@
 #!/usr/bin/env node
-// Thin launcher so `npx kmm-worker` and the package `bin` run the compiled CLI.
-import '../dist/cli.js';
+// Thin launcher so `npx kmm-worker` and the package `bin` run the compiled CLI. It refuses an old Node with one
+// clear line: undici and the zstd layers need Node >= 22.19 (npm ci brings Node 24 into node_modules/.bin).
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 19)) {
+  process.stderr.write(
+    `kmm-worker: Node.js >= 22.19 is required, this is ${process.version} (${process.execPath}); ` +
+      'run it through npx/npm (which use the Node 24 of node_modules) or install Node 24\n',
+  );
+  process.exit(2);
+}
+await import('../dist/cli.js');

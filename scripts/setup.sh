@@ -16,6 +16,8 @@ packages=(
   gcc-12 make bc libelf1 libssl3 xz-utils zstd   # building test modules against Debian's kernel headers
   cpio curl ca-certificates
   systemd              # systemd-analyze verify for the Day-1 units
+  ignition             # ignition-validate for the Day-1 MachineConfig
+  util-linux           # unshare: the Day-1 load test runs without a network
 )
 command -v kubectl >/dev/null || packages+=(kubernetes-client)
 command -v node >/dev/null || packages+=(nodejs)

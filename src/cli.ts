@@ -59,8 +59,9 @@ async function execute(cmd: Command, action: (ctx: Context) => Promise<number | 
   process.on('SIGTERM', onSignal);
   const ctx: Context = { opts, log, stdout: process.stdout, signal: controller.signal };
   try {
+    // a command that returns a code has dealt with any signal itself (the daemon stops on SIGTERM with 0)
     const code = await action(ctx);
-    if (code !== undefined && code !== 0) process.exitCode = code;
+    if (code !== undefined) process.exitCode = code;
     else if (controller.signal.aborted) process.exitCode = exitCodeOf(controller.signal.reason);
   } catch (err) {
     const reason = controller.signal.aborted && !(err instanceof UsageError) ? controller.signal.reason : err;
@@ -72,8 +73,7 @@ async function execute(cmd: Command, action: (ctx: Context) => Promise<number | 
     }
     process.exitCode = code;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    // the handlers stay: a signal arriving while the process exits is logged, not allowed to change the code
     log.flush?.();
   }
 }
@@ -155,19 +155,12 @@ export function buildProgram(): Command {
     .option('--firmware-path <dir>', 'host firmware directory (also written to firmware_class.path)')
     .option('--health-addr <host:port>', 'address of /healthz and /readyz', '127.0.0.1:8081')
     .option('--check-interval <seconds>', 'how often the config file and the module are checked', '10')
-    .action(async (...params: unknown[]) => {
-      await act(async (ctx, [config], flags) => {
+    .action(
+      act(async (ctx, [config], flags) => {
         const m = await import('./commands/run.js');
         return m.runDaemon(ctx, config!, flags as RunFlags);
-      })(...params);
-      // §9: SIGTERM/SIGINT is how the daemon is meant to stop: exit 0 once it unloaded (1 if that failed), not 143/130
-      const code = (await import('./commands/run.js')).daemonExitOverride();
-      if (code !== undefined) {
-        process.exitCode = code;
-        // the work is done and the process is exiting: a late repeated signal must not turn 0 into 143
-        for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => {});
-      }
-    });
+      }),
+    );
 
   const image = program.command('image').description('pull and inspect kmod images');
   image

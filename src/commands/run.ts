@@ -1,7 +1,7 @@
 /** `kmm-worker run <config>` — the daemon of DESIGN §9. */
 import { isAbsolute } from 'node:path';
 import type { Context } from '../context.js';
-import { UsageError, exitCodeOf } from '../errors.js';
+import { UsageError, exitCodeOf, oneLine } from '../errors.js';
 import { parseHealthAddr } from '../daemon/health.js';
 import { runModuleDaemon } from '../daemon/daemon.js';
 import { readModuleConfig } from '../config/module-config.js';
@@ -14,13 +14,6 @@ export interface RunFlags {
   /** seconds */
   checkInterval?: string;
 }
-
-let exitOverride: number | undefined;
-/**
- * The exit code after a stop by SIGTERM/SIGINT, which the CLI would otherwise turn into 143/130: 0 when the
- * unload at shutdown worked (stopping is the daemon's normal end), that failure's own code (1) when it did not.
- */
-export const daemonExitOverride = () => exitOverride;
 
 export async function runDaemon(ctx: Context, configPath: string, flags: RunFlags): Promise<number> {
   const firmwarePath = flags.firmwarePath ? flags.firmwarePath.replace(/(.)\/+$/, '$1') : undefined;
@@ -42,9 +35,10 @@ export async function runDaemon(ctx: Context, configPath: string, flags: RunFlag
   try {
     await runModuleDaemon(ctx, { configPath, firmwarePath, healthAddr, checkIntervalMs: Math.round(seconds * 1000) });
   } catch (err) {
-    if (ctx.signal.aborted) exitOverride = exitCodeOf(err);
-    throw err;
+    // §9: SIGTERM/SIGINT is how the daemon is meant to stop, so its code is the unload's outcome, not 143/130
+    if (!ctx.signal.aborted) throw err;
+    ctx.log.error({ exitCode: exitCodeOf(err) }, oneLine(err));
+    return exitCodeOf(err);
   }
-  if (ctx.signal.aborted) exitOverride = 0;
   return 0;
 }
