@@ -101,6 +101,9 @@ function scenario(name: string, fn: (t: Test) => Promise<void>) {
 
 // ---------------------------------------------------------------- scenarios
 scenario('guest: the Debian kernel, Node 24 and kmm-worker are what runs', async (t) => {
+  const probe = await sh(`printf 'out \\303\\251\\nline 2'; echo 'to stderr' >&2; exit 3`);
+  t.same([probe.code, probe.stdout, probe.stderr], [3, 'out \u00e9\nline 2', 'to stderr\n'],
+    'the control channel carries exit code, stdout and stderr byte-exact');
   t.equal(await read('/proc/sys/kernel/osrelease'), lab.kmods.kver);
   t.match((await sh('node --version')).stdout, /^v24\./);
   t.match((await kw('version')).stdout, /kmm-worker/);
