@@ -137,10 +137,14 @@ export function buildProgram(): Command {
 
   const kmod = program.command('kmod').description('load or unload a module as the KMM worker does');
   for (const verb of ['load', 'unload'] as const) {
-    kmod
+    const sub = kmod
       .command(`${verb} <config>`)
       .description(`${verb} the module described by a ModuleConfig file`)
       .option('--firmware-path <dir>', 'host firmware directory (also written to firmware_class.path)')
+      // the upstream Go worker's flags, as the KMM operator passes them
+      .option('--set-firmware-mount-path <dir>', 'upstream form: host firmware directory (no firmware_class.path write)');
+    if (verb === 'load') sub.option('--set-firmware-class-path <dir>', 'upstream form: value to write to firmware_class.path');
+    sub
       .action(
         act(async (ctx, [config], flags) => {
           const m = await import('./commands/kmod.js');

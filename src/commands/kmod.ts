@@ -4,30 +4,48 @@ import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { readModuleConfig } from '../config/module-config.js';
 import { createWorkerDeps } from '../worker/deps.js';
-import { loadModule } from '../worker/load.js';
+import { loadModule, type LoadOptions } from '../worker/load.js';
 import { unloadModule } from '../worker/unload.js';
 
 export interface KmodFlags {
   firmwarePath?: string;
+  /** upstream worker: where the host firmware dir is (copy destination only) */
+  setFirmwareMountPath?: string;
+  /** upstream worker: the value for firmware_class.path */
+  setFirmwareClassPath?: string;
 }
 
-function firmwarePathFlag(flags: KmodFlags): string | undefined {
-  const p = flags.firmwarePath;
+function absolutePath(flag: string, p: string | undefined): string | undefined {
   if (p === undefined || p === '') return undefined;
-  if (!isAbsolute(p)) throw new UsageError(`--firmware-path must be an absolute host path, got '${p}'`);
+  if (!isAbsolute(p)) throw new UsageError(`${flag} must be an absolute host path, got '${p}'`);
   return p.length > 1 ? p.replace(/\/+$/, '') : p;
 }
 
+/**
+ * `--firmware-path DIR` means both the firmware dir and the firmware_class.path value (DESIGN §3); the
+ * upstream worker's `--set-firmware-mount-path` / `--set-firmware-class-path` set each one alone.
+ */
+function firmwareOptions(flags: KmodFlags): LoadOptions {
+  const both = absolutePath('--firmware-path', flags.firmwarePath);
+  const mount = absolutePath('--set-firmware-mount-path', flags.setFirmwareMountPath);
+  const classPath = absolutePath('--set-firmware-class-path', flags.setFirmwareClassPath);
+  if (both && (mount || classPath)) {
+    throw new UsageError('--firmware-path cannot be combined with --set-firmware-mount-path or --set-firmware-class-path');
+  }
+  if (both) return { firmwarePath: both };
+  return { firmwarePath: mount, firmwareClassPath: classPath ?? null };
+}
+
 export async function kmodLoad(ctx: Context, configPath: string, flags: KmodFlags): Promise<void> {
-  const firmwarePath = firmwarePathFlag(flags);
+  const firmware = firmwareOptions(flags);
   const config = await readModuleConfig(configPath);
   const deps = await createWorkerDeps(ctx, config);
-  await loadModule(deps, config, { firmwarePath });
+  await loadModule(deps, config, firmware);
 }
 
 export async function kmodUnload(ctx: Context, configPath: string, flags: KmodFlags): Promise<void> {
-  const firmwarePath = firmwarePathFlag(flags);
+  const firmware = firmwareOptions(flags);
   const config = await readModuleConfig(configPath);
   const deps = await createWorkerDeps(ctx, config);
-  await unloadModule(deps, config, { firmwarePath });
+  await unloadModule(deps, config, firmware);
 }

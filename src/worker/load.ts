@@ -13,8 +13,10 @@ import { verifyLoaded } from './verify.js';
 export { isModuleLive } from './verify.js';
 
 export interface LoadOptions {
-  /** host firmware dir (`--firmware-path`); also the value for firmware_class.path */
+  /** host firmware dir (`--firmware-path`); also the value for firmware_class.path unless that is given */
   firmwarePath?: string | undefined;
+  /** the value for firmware_class.path: undefined → firmwarePath; null → never write it */
+  firmwareClassPath?: string | null | undefined;
 }
 
 /**
@@ -69,7 +71,7 @@ export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: L
       await removeInTreeModules(deps, config.inTreeModulesToRemove, 'inTreeModulesToRemove');
       stopIfInterrupted(deps);
       await copyImageFirmware(deps, config, kmods, opts.firmwarePath);
-      await setFirmwareClassPath(deps, config, opts.firmwarePath);
+      await setFirmwareClassPath(deps, config, opts.firmwareClassPath === undefined ? opts.firmwarePath : (opts.firmwareClassPath ?? undefined));
       for (const argv of loadArgvs(config, kmods.modulesRoot)) {
         stopIfInterrupted(deps);
         await deps.modprobe.run(argv);

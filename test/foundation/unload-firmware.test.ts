@@ -208,3 +208,22 @@ t.test('a symlink already at a firmware destination is replaced, never written t
   t.equal(await readFile(env.host.path('/var/lib/firmware/x.bin'), 'utf8'), 'NEW');
   t.same((await tree(env.host.path('/var/lib/firmware'))).filter((p) => p.includes('kmm-tmp')), [], 'no temp files left');
 });
+
+t.test('the upstream worker flags: --set-firmware-mount-path (copy only) and --set-firmware-class-path', async (t) => {
+  const env = await makeEnv({ modules: ['kmm_fw'], firmware: { 'x.bin': 'X' }, firmwareClassPath: '/old' });
+  t.teardown(env.cleanup);
+  const cfg = await cfgOf(env, { moduleName: 'kmm_fw', firmwarePath: '/firmware' });
+  // what the KMM operator runs: kmod load <config> --set-firmware-mount-path /var/lib/firmware
+  ok(t, await env.cli(['kmod', 'load', cfg, '--set-firmware-mount-path', '/lib/firmware/kmm']));
+  t.equal(await readFile(env.host.path('/lib/firmware/kmm/x.bin'), 'utf8'), 'X');
+  t.equal(await env.host.firmwareClassPath(), '/old', 'the mount path alone does not touch firmware_class.path');
+  ok(t, await env.cli(['kmod', 'load', cfg, '--set-firmware-mount-path', '/lib/firmware/kmm', '--set-firmware-class-path', '/lib/firmware/kmm']));
+  t.equal(await env.host.firmwareClassPath(), '/lib/firmware/kmm');
+  ok(t, await env.cli(['kmod', 'unload', cfg, '--set-firmware-mount-path', '/lib/firmware/kmm']));
+  t.notOk(await exists(env.host.path('/lib/firmware/kmm/x.bin')));
+  const both = await env.cli(['kmod', 'load', cfg, '--firmware-path', '/a', '--set-firmware-mount-path', '/b']);
+  t.equal(both.code, 2);
+  t.same(both.errors, ['--firmware-path cannot be combined with --set-firmware-mount-path or --set-firmware-class-path']);
+  const unloadClass = await env.cli(['kmod', 'unload', cfg, '--set-firmware-class-path', '/x']);
+  t.equal(unloadClass.code, 2, 'unload has no --set-firmware-class-path, as upstream');
+});
