@@ -100,7 +100,10 @@ export function baseArchive(kmods: TestKmods): string {
   if (fs.existsSync(out)) return out;
   fs.mkdirSync(dir, { recursive: true });
   for (const old of fs.readdirSync(dir)) {
-    if (old.startsWith('base-') && old.endsWith('.cpio')) fs.rmSync(path.join(dir, old), { force: true });
+    // archives of older inputs only; another process may be finishing this very one
+    if (old.startsWith('base-') && old.endsWith('.cpio') && old !== path.basename(out)) {
+      fs.rmSync(path.join(dir, old), { force: true });
+    }
   }
   const root = fs.mkdtempSync(path.join(dir, 'stage-base-'));
   try {
