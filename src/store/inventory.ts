@@ -6,7 +6,7 @@ import path from 'node:path';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { tryLock } from './lock.js';
-import { entryKey, StoreDir, type StoredEntry } from './store-dir.js';
+import { StoreDir, type StoredEntry } from './store-dir.js';
 
 export interface ListedImage {
   /** a reference currently naming the entry, else the one it was pulled as */
@@ -125,4 +125,3 @@ async function removeLeftovers(store: StoreDir, now: number): Promise<void> {
   }
 }
 
-export { entryKey };

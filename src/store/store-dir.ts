@@ -11,7 +11,7 @@
  * different entry.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { selectionKey, type Selection } from '../extract/selection.js';
 
@@ -133,7 +133,6 @@ export class StoreDir {
   }
 
   async lastUsed(key: string): Promise<Date | undefined> {
-    const { stat } = await import('node:fs/promises');
     return stat(path.join(this.used, key)).then((s) => s.mtime, () => undefined);
   }
 
