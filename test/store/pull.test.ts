@@ -73,6 +73,18 @@ t.test('--all extracts the whole image, equal to umoci', async (t) => {
   t.same(await fingerprint(JSON.parse(res.stdout).root), await fingerprint(umoci));
 });
 
+t.test('oci: layouts go through the same cache and extractor', async (t) => {
+  const dir = await imagesDir();
+  const res = await cli(['image', 'pull', `oci:${layout}:v1`, '--all', '--images-dir', dir, '--json']);
+  t.equal(res.code, 0, res.stderr);
+  const out = JSON.parse(res.stdout);
+  t.equal(out.reference, `oci:${layout}:v1`);
+  t.equal(out.digest, v1.digest);
+  t.same(await fingerprint(out.root), await fingerprint(umoci));
+  const ls = JSON.parse((await cli(['image', 'ls', '--images-dir', dir, '--json'])).stdout);
+  t.same(ls.map((e: { reference: string; digest: string }) => [e.reference, e.digest]), [[`oci:${layout}:v1`, v1.digest]]);
+});
+
 t.test('IfNotPresent: a cached image is used with zero network requests (registry stopped)', async (t) => {
   const dir = await imagesDir();
   const first = await cli(pullArgs(dir));
