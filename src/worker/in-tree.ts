@@ -1,6 +1,7 @@
 /** DESIGN §6.3: take out the in-tree modules an image replaces, with one `modprobe -r -v` on the host's tree. */
 import { OperationError } from '../errors.js';
 import type { WorkerDeps } from './deps.js';
+import { planNote } from './plan.js';
 
 /** An in-use failure that names the holders, or undefined when the module is not in use. */
 export async function inUseError(deps: WorkerDeps, name: string): Promise<OperationError | undefined> {
@@ -18,8 +19,10 @@ export async function removeInTreeModules(deps: WorkerDeps, names: string[], fie
     if (s.kind === 'builtin') {
       throw new OperationError(`${field}: ${name} is built into the running kernel and cannot be removed or replaced`);
     }
-    if (s.kind === 'absent') deps.log.info({ module: name }, `in-tree module ${name} is not loaded; nothing to remove`);
-    else loaded.push(name);
+    if (s.kind === 'absent') {
+      deps.log.info({ module: name }, `in-tree module ${name} is not loaded; nothing to remove`);
+      planNote(deps, `# in-tree module ${name} is not loaded: nothing to remove`);
+    } else loaded.push(name);
   }
   if (loaded.length === 0) return;
   try {

@@ -9,8 +9,10 @@ import { removeInTreeModules } from './in-tree.js';
 import { copyImageFirmware, setFirmwareClassPath } from './firmware-steps.js';
 import { loadArgvs } from './modprobe-argv.js';
 import { verifyLoaded } from './verify.js';
+import { planNote } from './plan.js';
 
 export { isModuleLive } from './verify.js';
+export { planNote } from './plan.js';
 
 export interface LoadOptions {
   /** host firmware dir (`--firmware-path`); also the value for firmware_class.path unless that is given */
@@ -52,11 +54,6 @@ export function findKmods(deps: WorkerDeps, config: ModuleConfig, runningKernel:
     }
     return kmods;
   });
-}
-
-/** A comment line of the dry-run plan (nothing outside a dry run). */
-export function planNote(deps: WorkerDeps, line: string): void {
-  if (deps.dryRun) deps.planOut.write(`${line}\n`);
 }
 
 export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: LoadOptions = {}): Promise<void> {

@@ -47,6 +47,7 @@ t.test('dry-run load prints every command and file of steps 3-6 and changes noth
     [
       `# dry run: load kmm-ops/kmm_user for kernel ${env.kmods.kver}`,
       `# kmods from shared dir ${root}/lib/modules/${env.kmods.kver}`,
+      `# in-tree module absent_one is not loaded: nothing to remove`,
       `run modprobe -r -v old_user`,
       `copy ${env.shared}/firmware/b.bin -> ${fw}/b.bin`,
       `mkdir -p ${fw}/kmm`,
