@@ -14,7 +14,8 @@ export const FIRMWARE_BODY = 'KMM-TEST-FIRMWARE-0123456789';
 export const IMAGE_MODULES = ['kmm_hello', 'kmm_standalone', 'kmm_fw', 'kmm_lib', 'kmm_user', 'dummy'];
 
 /** Writes the image's file tree under `root` (as a KMM init container would leave it in its shared dir). */
-export function writeKmodTree(root: string, kmods: TestKmods, dirName = 'opt'): void {
+export function writeKmodTree(root: string, kmods: TestKmods, opts: { dirName?: string; depmod?: boolean } = {}): void {
+  const dirName = opts.dirName ?? 'opt';
   const mods = path.join(root, dirName, 'lib/modules', kmods.kver);
   fs.mkdirSync(mods, { recursive: true });
   for (const m of IMAGE_MODULES) {
@@ -23,7 +24,9 @@ export function writeKmodTree(root: string, kmods: TestKmods, dirName = 'opt'): 
     fs.copyFileSync(ko, path.join(mods, `${m}.ko`));
   }
   // depmod warns that modules.order/builtin are missing: an image ships neither, so its stderr is kept quiet
-  execFileSync('depmod', ['-b', path.join(root, dirName), kmods.kver], { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (opts.depmod !== false) {
+    execFileSync('depmod', ['-b', path.join(root, dirName), kmods.kver], { stdio: ['ignore', 'ignore', 'pipe'] });
+  }
   // after depmod, so depmod does not wander into the build host's tree
   fs.symlinkSync(`/lib/modules/${kmods.kver}`, path.join(mods, 'host'));
   const fw = path.join(root, 'firmware', FIRMWARE_REL);

@@ -15,6 +15,8 @@ export const GUEST_REGISTRY_PORT = 5000;
 export const IMAGE_REPO = 'kmm/kmm-test-kmods';
 /** Where the guest finds the init-container style copy of the image (`--shared-dir`). */
 export const GUEST_SHARED_DIR = '/srv/shared';
+/** The same tree without depmod's output: kmm-worker must generate modules.dep itself. */
+export const GUEST_SHARED_DIR_NO_DEPMOD = '/srv/shared-no-depmod';
 
 export interface Lab {
   kmods: TestKmods;
@@ -47,13 +49,17 @@ export async function startLab(log: (line: string) => void = () => {}): Promise<
     const kmods = await step('kernel + test modules', () => ensureTestKmods());
     const tree = path.join(workDir, 'image-tree');
     writeKmodTree(tree, kmods);
+    const treeNoDepmod = path.join(workDir, 'image-tree-no-depmod');
+    writeKmodTree(treeNoDepmod, kmods, { depmod: false });
     registry = await step('registry start', () => startRegistry());
     const reg = registry;
     const digest = await step('image build + push', async () => {
       const img = await buildLayout({ dir: path.join(workDir, 'layout'), tag: kmods.kver, layers: kmodTreeLayers(tree) });
       return pushImage(img, reg, `${IMAGE_REPO}:${kmods.kver}`);
     });
-    const initrd = await step('initramfs', () => buildInitrd(kmods, workDir, { trees: { [GUEST_SHARED_DIR]: tree } }));
+    const initrd = await step('initramfs', () => buildInitrd(kmods, workDir, {
+      trees: { [GUEST_SHARED_DIR]: tree, [GUEST_SHARED_DIR_NO_DEPMOD]: treeNoDepmod },
+    }));
     guest = await step('boot', () =>
       Guest.boot({
         vmlinux: kmods.kernel.vmlinux,

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import YAML from 'yaml';
-import { startLab, GUEST_SHARED_DIR, type Lab } from './lab.js';
+import { startLab, GUEST_SHARED_DIR, GUEST_SHARED_DIR_NO_DEPMOD, type Lab } from './lab.js';
 import type { ExecResult } from './guest.js';
 import { FIRMWARE_BODY, FIRMWARE_REL } from './kmod-image.js';
 
@@ -274,4 +274,24 @@ scenario('7. Day-1: day1 pull stores the image and reboots once; day1 load works
     t.equal(await read('/sys/module/kmm_hello/srcversion'), hostSrcversion('kmm_hello'), 'srcversion is the image\'s');
     t.same(await lab.registry.requests(), [], 'no registry request during day1 load');
     await sh('/usr/sbin/rmmod kmm_hello; ip link set eth0 up && ip route add default via 10.0.2.2');
+  });
+
+scenario('8. a symbol dependency from kmods without modules.dep: kmm-worker runs depmod, modprobe loads both',
+  async (t) => {
+    const dir = `${GUEST_SHARED_DIR_NO_DEPMOD}/opt/lib/modules/${lab.kmods.kver}`;
+    t.notOk(await exists(`${dir}/modules.dep`), 'the kmods come without modules.dep');
+    const flags = `--shared-dir ${GUEST_SHARED_DIR_NO_DEPMOD}`;
+    const cfg = await writeConfig('user', baseConfig('kmm_user'));
+    exitsWith(t, await kw(`kmod load ${cfg} ${flags}`), 0, 'kmod load');
+    const mods = await procModules();
+    t.equal(mods.get('kmm_lib')?.state, 'Live', 'kmm_lib (the dependency) Live');
+    t.equal(mods.get('kmm_lib')?.refcnt, 1, 'kmm_lib is used once (by kmm_user)');
+    t.equal(mods.get('kmm_user')?.state, 'Live', 'kmm_user Live');
+    const dmesg = await dmesgDrain();
+    t.ok(indexOfLine(dmesg, 'kmm_lib: loaded') >= 0 && indexOfLine(dmesg, 'kmm_lib: loaded') < indexOfLine(dmesg, 'kmm_user: loaded answer=42'),
+      'dmesg: kmm_lib before kmm_user, which called into it', { dmesg });
+    t.notOk(await exists(`${dir}/modules.dep`), 'the source tree was not written to');
+    exitsWith(t, await kw(`kmod unload ${cfg} ${flags}`), 0, 'kmod unload');
+    const left = await procModules();
+    t.notOk(left.has('kmm_user') || left.has('kmm_lib'), 'both gone');
   });
