@@ -196,7 +196,7 @@ async function writeEntry(
     };
     await writeFile(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
     // Every file must be on disk before the entry can be trusted (a Day-1 load runs after a power cut).
-    await syncFilesystem(tmp);
+    await syncFilesystem(tmp, opts.log);
     opts.signal?.throwIfAborted();
     try {
       await rename(tmp, store.entryDir(key));
@@ -224,11 +224,15 @@ async function writeEntry(
 
 const run = promisify(execFile);
 
-/** syncfs(2) of the filesystem holding `dir`, through coreutils (Node has no binding for it). */
-async function syncFilesystem(dir: string): Promise<void> {
+/**
+ * syncfs(2) of the filesystem holding `dir`, through coreutils' `sync -f` (Node has no binding for it). An image
+ * without `sync` still gets complete-or-absent entries against crashes of the process; only power-loss
+ * durability is weaker, so that is a warning, not a failure.
+ */
+async function syncFilesystem(dir: string, log: Logger): Promise<void> {
   try {
     await run('sync', ['-f', dir]);
-  } catch {
-    await run('sync', []);
+  } catch (err) {
+    log.warn({ dir, err: err instanceof Error ? err.message : String(err) }, 'could not sync the new cache entry to disk');
   }
 }
