@@ -31,6 +31,12 @@ export interface BootOptions {
 
 const GUEST_FORWARD_IP = '10.0.2.100';
 
+// A test killed on timeout must not leave an emulator spinning on a shared machine.
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const q of running) q.kill('SIGKILL');
+});
+
 function requireProgram(cmd: string, args: string[], debianPackage: string): void {
   try {
     execFileSync(cmd, args, { stdio: 'ignore', timeout: 10_000 });
@@ -173,6 +179,8 @@ export class Guest {
         args.push('-netdev', `user,id=n0,restrict=on,${fwd}`, '-device', 'virtio-net-pci,netdev=n0,romfile=');
       }
       const qemu = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', fs.openSync(stderrLog, 'w')] });
+      running.add(qemu);
+      qemu.on('exit', () => running.delete(qemu));
       const spawned = await Promise.race([
         once(qemu, 'spawn').then(() => true),
         once(qemu, 'error').then(([e]) => {
