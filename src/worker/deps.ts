@@ -16,7 +16,7 @@ import {
   type ModinfoRunner,
   type ModprobeRunner,
 } from '../host/runners.js';
-import { noReporter, type Reporter } from '../report/reporter.js';
+import type { Reporter } from '../report/reporter.js';
 import { checkIdentity, moduleIdentity, type ModuleIdentity } from './identity.js';
 import { SharedDirKmodsSource, lazySource, type KmodsSource } from './kmods-source.js';
 import { modulesOfConfig } from './modprobe-argv.js';
@@ -55,7 +55,13 @@ export async function createWorkerDeps(ctx: Context, config?: ModuleConfig): Pro
   const modprobe: ModprobeRunner = dryRun ? new PlanModprobe(ctx.stdout) : new ExecModprobe(opts.modprobe, log);
   const modinfo: ModinfoRunner = new ExecModinfo(opts.modinfo, log);
   const depmod: DepmodRunner = new ExecDepmod(opts.depmod, log);
-  const sources: KmodsSource[] = [new SharedDirKmodsSource(opts.sharedDir), lazySource('image', async () => new (await import('../store/kmods-source.js')).ImageKmodsSource({ imagesDir: opts.imagesDir, authFile: opts.authFile, pullSecretsDir: opts.pullSecretsDir, hostRoot: opts.hostRoot, log, progress: process.stderr }))];
+  // the image source (and with it the registry stack) is loaded only when the shared dir has no kmods
+  const imageSource = lazySource('image', async () => {
+    const { ImageKmodsSource } = await import('../store/kmods-source.js');
+    const { imagesDir, authFile, pullSecretsDir, hostRoot } = opts;
+    return new ImageKmodsSource({ imagesDir, authFile, pullSecretsDir, hostRoot, log, progress: process.stderr });
+  });
+  const sources: KmodsSource[] = [new SharedDirKmodsSource(opts.sharedDir), imageSource];
   const identity: ModuleIdentity = checkIdentity(await moduleIdentity(opts, (config && modulesOfConfig(config)[0]) || 'unknown'));
   const reporter: Reporter = await (await import('../report/create.js')).createReporter(ctx, identity);
   return { log, host, changes, modprobe, modinfo, depmod, sources, reporter, identity, dryRun, planOut: ctx.stdout, signal: ctx.signal };
