@@ -1,19 +1,13 @@
 /** `kmm-worker day1 pull|load|machineconfig` (DESIGN §10): flags in, one flow out. */
 import type { Context } from '../context.js';
 import type { Day1Flags } from '../day1/settings.js';
+import type { MachineConfigInput } from '../day1/machineconfig.js';
 
 export type Day1PullFlags = Day1Flags;
 export type Day1LoadFlags = Day1Flags;
 
-export interface Day1MachineConfigFlags {
-  name: string;
-  pool: string;
-  image: string;
-  module: string;
-  inTreeModules?: string[];
-  firmwareDir?: string;
-  workerImage?: string;
-}
+/** the flags are exactly what the MachineConfig is rendered from */
+export type Day1MachineConfigFlags = MachineConfigInput;
 
 export async function day1Pull(ctx: Context, flags: Day1PullFlags): Promise<number | void> {
   const { day1Settings } = await import('../day1/settings.js');

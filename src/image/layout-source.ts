@@ -114,7 +114,8 @@ export async function openLayoutImage(ref: LayoutReference, want: Platform, log:
   const image = manifest;
   if (platforms.length === 0) {
     const p = configPlatform(await readBlob(ref.path, image.config, `image ${ref.name}: config`));
-    if (p) platforms = [formatPlatform(p)];    warnOtherPlatform(log, ref.name, p, want);
+    if (p) platforms = [formatPlatform(p)];
+    warnOtherPlatform(log, ref.name, p, want);
   }
   return {
     reference: ref.name,

@@ -175,7 +175,8 @@ export async function openRegistryImage(client: RegistryClient, ref: RegistryRef
     const config = await readVerified(blobChunks(client, ref, image.config, log, signal), image.config,
       MAX_MANIFEST_BYTES, `image ${ref.name}: config`);
     const p = configPlatform(config);
-    if (p) platforms = [formatPlatform(p)];    warnOtherPlatform(log, ref.name, p, want);
+    if (p) platforms = [formatPlatform(p)];
+    warnOtherPlatform(log, ref.name, p, want);
   }
   return {
     reference: ref.name,
