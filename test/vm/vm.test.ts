@@ -15,13 +15,18 @@ t.setTimeout(15 * 60_000);
 const t0 = Date.now();
 let lab: Lab;
 
+/** A report line, as a TAP comment: in raw TAP (CI logs), and on a terminal with `tap --comments` (test:vm). */
+function report(test: Test | typeof t, line: string) {
+  test.comment(`vm: ${line}`);
+}
+
 t.before(async () => {
-  lab = await startLab((line) => t.comment(`vm: ${line}`));
-  t.comment(`vm: accelerator used: ${lab.guest.accel}`);
+  lab = await startLab((line) => report(t, line));
+  report(t, `accelerator used: ${lab.guest.accel}`);
 });
 t.teardown(async () => {
   await lab?.close();
-  t.comment(`vm: whole suite ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  report(t, `whole suite ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 });
 
 // ---------------------------------------------------------------- guest helpers
@@ -95,7 +100,7 @@ function scenario(name: string, fn: (t: Test) => Promise<void>) {
     await dmesgDrain();
     await fn(t);
     const ok = t.passing();
-    t.comment(`vm: ${name}: ${ok ? 'PASS' : 'FAIL'} (${((Date.now() - s0) / 1000).toFixed(1)} s)`);
+    report(t, `${name}: ${ok ? 'PASS' : 'FAIL'} (${((Date.now() - s0) / 1000).toFixed(1)} s)`);
   });
 }
 
