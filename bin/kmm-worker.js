@@ -9,4 +9,8 @@ if (major < 22 || (major === 22 && minor < 19)) {
   );
   process.exit(2);
 }
+// Node caches compiled code on disk (in the OS temp dir) and reuses it on the next start: start-up time
+// matters for a worker that Day-1 and KMM start once per module. A cache that cannot be written is ignored.
+const { enableCompileCache } = await import('node:module');
+enableCompileCache?.();
 await import('../dist/cli.js');
