@@ -1,6 +1,6 @@
 // Lets plain `node` (24, which strips TypeScript types itself) run the project's test-side .ts files, whose
 // imports say `./x.js` as tsc's NodeNext resolution wants: a `.js` specifier that does not exist is tried
-// as `.ts`. Used by `npm run demo`; tap has its own loader.
+// as `.ts`. Used by `npm run demo` and `npm run bench`; tap has its own loader.
 import { registerHooks } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
