@@ -2,10 +2,9 @@
  * `kmm-worker image pull <ref>`: pull an image into the cache (--images-dir) and extract the kernel's modules
  * and firmware dir (or everything with --all); prints where the files are.
  */
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { Context } from '../context.js';
-import { UsageError } from '../errors.js';
+import { UsageError, oneLine } from '../errors.js';
+import { Host } from '../host/host.js';
 import type { Selection } from '../extract/selection.js';
 import { parsePullPolicy, pullImage } from '../store/pull.js';
 import { progressReporter } from '../store/progress.js';
@@ -21,13 +20,11 @@ export interface ImagePullFlags {
   json?: boolean;
 }
 
-async function runningKernel(hostRoot: string): Promise<string> {
-  const file = path.join(hostRoot, 'proc/sys/kernel/osrelease');
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch {
-    throw new UsageError(`--kernel not given and the running kernel cannot be read from ${file}; give --kernel KVER or --all`);
-  }
+/** Without --kernel the running kernel's modules are wanted; a host whose release cannot be read is a usage error. */
+function runningKernel(hostRoot: string): Promise<string> {
+  return new Host(hostRoot).runningKernel().catch((err: unknown) => {
+    throw new UsageError(`--kernel not given and ${oneLine(err)}; give --kernel KVER or --all`);
+  });
 }
 
 export async function imagePull(ctx: Context, ref: string, flags: ImagePullFlags): Promise<number | void> {

@@ -179,6 +179,8 @@ t.test('bad input: exit 2, one line, nothing written', async (t) => {
     [['image', 'pull', ref, '--all', '--kernel', KVER, '--images-dir', dir], /--all and --kernel exclude each other/],
     [['image', 'pull', ref, '--kernel', KVER, '--dir-name', '../..', '--images-dir', dir], /dirName "\.\.\/\.\." must not contain "\.\."/],
     [['image', 'prune', '--older-than', 'soon', '--images-dir', dir], /--older-than 'soon' is not a duration/],
+    [['image', 'pull', ref, '--images-dir', dir, '--host-root', path.join(work, 'no-such-host')],
+      /^--kernel not given and cannot read the running kernel from .*no-such-host\/proc\/sys\/kernel\/osrelease: ENOENT; give --kernel KVER or --all$/],
   ];
   for (const [args, msg] of cases) {
     const res = await cli(args);
