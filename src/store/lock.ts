@@ -7,7 +7,7 @@
  * stale when its heartbeat stopped (a holder in another container, a reused pid).
  */
 import { readlinkSync } from 'node:fs';
-import { lstat, open, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { link, lstat, open, readFile, rename, rm, utimes } from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.js';
@@ -75,6 +75,23 @@ export interface HeldLock {
   release(): Promise<void>;
 }
 
+/** Creates the lock file naming this process; false when it exists already. */
+async function createLockFile(path: string): Promise<boolean> {
+  let fh;
+  try {
+    fh = await open(path, 'wx', 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  try {
+    await fh.writeFile(JSON.stringify(me()));
+  } finally {
+    await fh.close();
+  }
+  return true;
+}
+
 /** Waits for and takes the lock at `path` (its directory must exist). */
 export async function acquireLock(path: string, opts: LockOptions): Promise<HeldLock> {
   const heartbeatMs = opts.heartbeatMs ?? 5_000;
@@ -83,17 +100,7 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<Held
   let announced = false;
   for (;;) {
     opts.signal?.throwIfAborted();
-    try {
-      const fh = await open(path, 'wx', 0o644);
-      try {
-        await fh.writeFile(JSON.stringify(me()));
-      } finally {
-        await fh.close();
-      }
-      return held(path, heartbeatMs);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
+    if (await createLockFile(path)) return held(path, heartbeatMs);
     const stale = await staleReason(path, staleMs);
     if (stale) {
       // Move the stale file aside (atomic, one winner), then check we moved the file we judged.
@@ -102,6 +109,8 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<Held
         await rename(path, aside);
         const moved = await lstat(aside);
         if (moved.ino === stale.ino) opts.log.warn({ lock: path, reason: stale.reason }, 'took over a stale lock');
+        // another process replaced the stale file meanwhile: that lock is live, put it back unless a newer one exists
+        else await link(aside, path).catch(() => undefined);
         await rm(aside, { force: true });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -136,17 +145,7 @@ function held(path: string, heartbeatMs: number): HeldLock {
 
 /** Takes the lock only if it is free (or stale) right now; undefined when someone holds it. */
 export async function tryLock(path: string, opts: Omit<LockOptions, 'what'>): Promise<HeldLock | undefined> {
-  try {
-    const fh = await open(path, 'wx', 0o644);
-    try {
-      await fh.writeFile(JSON.stringify(me()));
-    } finally {
-      await fh.close();
-    }
-    return held(path, opts.heartbeatMs ?? 5_000);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
+  if (await createLockFile(path)) return held(path, opts.heartbeatMs ?? 5_000);
   if (!(await staleReason(path, opts.staleMs ?? 30_000))) return undefined;
   return acquireLock(path, { ...opts, what: 'a stale entry' });
 }
