@@ -48,8 +48,10 @@ export interface WorkerDeps {
  * identity falls back to `--module-name` or "unknown".
  */
 export async function createWorkerDeps(ctx: Context, config?: ModuleConfig): Promise<WorkerDeps> {
-  const { opts, log } = ctx;
+  const { opts } = ctx;
   const dryRun = opts.dryRun;
+  // in a dry run the flows' log lines describe what would happen; say so on each of them
+  const log = dryRun ? ctx.log.child({}, { msgPrefix: '(dry run) ' }) : ctx.log;
   const host = new Host(opts.hostRoot);
   const changes: HostChanges = dryRun ? new PlanHostChanges(ctx.stdout) : new RealHostChanges();
   const modprobe: ModprobeRunner = dryRun ? new PlanModprobe(ctx.stdout) : new ExecModprobe(opts.modprobe, log);
