@@ -64,6 +64,9 @@ t.test('dry-run load prints every command and file of steps 3-6 and changes noth
   t.same(await env.argv(), [], 'modprobe never ran');
   t.same(await snapshot(env.host.root), before, 'host root unchanged');
   t.same(await snapshot(env.shared), sharedBefore, 'shared dir unchanged');
+  const messages = r.stderr.trim().split('\n').map((l) => JSON.parse(l).msg as string);
+  t.ok(messages.length > 0, 'the flow logged');
+  t.same(messages.filter((m) => !m.startsWith('(dry run) ')), [], "every log line of the flow says it is a dry run");
 });
 
 t.test('dry-run unload prints the modprobe -r and the firmware it would remove', async (t) => {
