@@ -7,7 +7,7 @@
  * Secrets (passwords, tokens, Authorization values) never go into a log line or an error message; URLs are
  * logged without their query (a redirect to object storage carries a signature there).
  */
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OperationError } from '../errors.js';
@@ -16,6 +16,7 @@ import { parseChallenges, type Challenge } from './challenge.js';
 import type { Credential } from './credentials.js';
 import { isLoopbackHost } from './reference.js';
 import { caBundle, type RegistryTls } from './trust.js';
+import { Agent, request } from './undici-parts.js';
 
 export interface RetryPolicy {
   /** total tries of one request, the first included */
