@@ -7,7 +7,8 @@
  * stale when its heartbeat stopped (a holder in another container, a reused pid).
  */
 import { readlinkSync } from 'node:fs';
-import { link, lstat, open, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { link, lstat, open, readdir, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.js';
@@ -92,6 +93,16 @@ async function createLockFile(path: string): Promise<boolean> {
   return true;
 }
 
+/**
+ * A process killed during a stale-lock takeover leaves the file it moved aside (`<lock>.stale.<pid>.<time>`);
+ * once the lock is held again nobody needs those names any more.
+ */
+async function removeTakeoverDebris(path: string): Promise<void> {
+  const prefix = `${basename(path)}.stale.`;
+  const names = await readdir(dirname(path)).catch(() => [] as string[]);
+  await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => rm(join(dirname(path), n), { force: true })));
+}
+
 /** Waits for and takes the lock at `path` (its directory must exist). */
 export async function acquireLock(path: string, opts: LockOptions): Promise<HeldLock> {
   const heartbeatMs = opts.heartbeatMs ?? 5_000;
@@ -100,7 +111,10 @@ export async function acquireLock(path: string, opts: LockOptions): Promise<Held
   let announced = false;
   for (;;) {
     opts.signal?.throwIfAborted();
-    if (await createLockFile(path)) return held(path, heartbeatMs);
+    if (await createLockFile(path)) {
+      await removeTakeoverDebris(path);
+      return held(path, heartbeatMs);
+    }
     const stale = await staleReason(path, staleMs);
     if (stale) {
       // Move the stale file aside (atomic, one winner), then check we moved the file we judged.

@@ -35,6 +35,16 @@ t.test('a lock whose holder died is taken over at once; a live one is waited for
   t.same(await readdir(work), [], 'no lock files left');
 });
 
+t.test('what a takeover killed midway moved aside is removed by the next holder; other files stay', async (t) => {
+  const dir = await mkdtemp(path.join(work, 'debris-'));
+  const lock = path.join(dir, 'c.lock');
+  await writeFile(`${lock}.stale.4242.1700000000000`, holder(deadPid()));
+  await writeFile(path.join(dir, 'other.lock.stale.1.2'), 'not ours');
+  const held = await acquireLock(lock, { log, what: 'x' });
+  t.same((await readdir(dir)).sort(), ['c.lock', 'other.lock.stale.1.2']);
+  await held.release();
+});
+
 t.test('a lock from another pid namespace is stale only when its heartbeat stopped', async (t) => {
   const lock = path.join(work, 'b.lock');
   await writeFile(lock, JSON.stringify({ pid: 1, pidns: 'pid:[1]', host: 'elsewhere', since: '' }));
