@@ -7,15 +7,10 @@ import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { tryLock } from './lock.js';
 import { StoreDir, type StoredEntry } from './store-dir.js';
+import type { StoredImage } from './pull.js';
 
-export interface ListedImage {
-  /** a reference currently naming the entry, else the one it was pulled as */
-  reference: string;
-  digest: string;
-  manifestDigest: string;
-  root: string;
-  files: number;
-  bytes: number;
+/** An entry of `image ls`; its `reference` is one currently naming the entry, else the one it was pulled as. */
+export interface ListedImage extends StoredImage {
   /** ISO time of the last pull or load that used the entry */
   lastUsed: string;
   /** every reference whose latest pull names this entry */

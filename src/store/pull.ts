@@ -32,7 +32,8 @@ export interface PullOptions {
   onProgress?: (p: LayerProgress) => void;
 }
 
-export interface PullResult {
+/** A complete cache entry as the commands show it (`image pull --json`, `image ls --json`; DESIGN §5). */
+export interface StoredImage {
   /** normalised reference */
   reference: string;
   /** what the reference points at (an index digest for a multi-arch tag) */
@@ -42,6 +43,9 @@ export interface PullResult {
   root: string;
   files: number;
   bytes: number;
+}
+
+export interface PullResult extends StoredImage {
   /** true when nothing was downloaded by this call */
   fromCache: boolean;
 }
