@@ -134,7 +134,7 @@ t.test('Containerfile: multi-stage, Node 24, kmod, production dependencies only,
   t.notOk(runtime.some((l) => /^COPY (?!--from=)/.test(l)), 'the runtime stage copies only from the build stage');
   t.same(JSON.parse(runtime.find((l) => l.startsWith('ENTRYPOINT '))!.slice('ENTRYPOINT '.length)), ['kmm-worker']);
   const labels = runtime.filter((l) => l.startsWith('LABEL ')).join(' ');
-  for (const k of ['title', 'description', 'version', 'licenses', 'source']) t.match(labels, `org.opencontainers.image.${k}=`, `label ${k}`);
+  for (const k of ['title', 'description', 'version', 'licenses', 'base.name']) t.match(labels, `org.opencontainers.image.${k}=`, `label ${k}`);
   t.match(text, /runs as root/i, 'says why it runs as root');
 
   // every path the build copies from the context exists, and what the runtime takes from the build exists
