@@ -10,8 +10,7 @@ import type { Readable } from 'node:stream';
 import { OperationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MAX_MANIFEST_BYTES } from './media-types.js';
-import { configPlatform, indexPlatforms, parseManifest, selectPlatform, type Manifest } from './manifest.js';
-import { formatPlatform, warnOtherPlatform } from './platform.js';
+import { parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
 import type { LayoutReference } from './reference.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
 import { checkDigestFormat, readVerified, verifiedStream } from './verify.js';
@@ -98,25 +97,15 @@ async function readManifest(ref: LayoutReference, desc: Descriptor): Promise<Man
 export async function openLayoutImage(ref: LayoutReference, want: Platform, log: Logger): Promise<ResolvedImage> {
   const top = pickEntry(ref, await readLayoutIndex(ref));
   const topManifest = await readManifest(ref, top);
-  let manifest = topManifest;
-  let manifestDigest = top.digest;
-  let platforms: string[] = [];
-  if (manifest.kind === 'index') {
-    platforms = indexPlatforms(manifest);
-    const entry = selectPlatform(manifest, want, `image ${ref.name}`);
-    manifest = await readManifest(ref, entry);
-    manifestDigest = entry.digest;
-    if (manifest.kind !== 'manifest') {
-      throw new OperationError(`image ${ref.name}: the ${formatPlatform(want)} entry is itself an index (nested indexes are not supported)`);
-    }
-    log.debug({ image: ref.name, platform: formatPlatform(want), digest: manifestDigest }, 'selected platform');
-  }
-  const image = manifest;
-  if (platforms.length === 0) {
-    const p = configPlatform(await readBlob(ref.path, image.config, `image ${ref.name}: config`));
-    if (p) platforms = [formatPlatform(p)];
-    warnOtherPlatform(log, ref.name, p, want);
-  }
+  const { image, manifestDigest, platforms } = await resolveForPlatform({
+    name: ref.name,
+    top: topManifest,
+    topDigest: top.digest,
+    want,
+    log,
+    readManifest: async (d) => ({ manifest: await readManifest(ref, d), digest: d.digest }),
+    readConfig: (d) => readBlob(ref.path, d, `image ${ref.name}: config`),
+  });
   return {
     reference: ref.name,
     digest: top.digest,

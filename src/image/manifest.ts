@@ -6,7 +6,8 @@ import { OperationError } from '../errors.js';
 import {
   DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, isImageManifestType, isIndexType,
 } from './media-types.js';
-import { formatPlatform, platformScore } from './platform.js';
+import type { Logger } from '../log.js';
+import { formatPlatform, platformScore, warnOtherPlatform } from './platform.js';
 import type { Descriptor, Platform } from './types.js';
 
 export interface ImageManifest {
@@ -113,4 +114,36 @@ export function configPlatform(config: Buffer): Platform | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What every image source does once it holds the top manifest: pick the platform's image manifest out of an
+ * index, and learn the image's platforms (from the index, else from the single image's config).
+ */
+export async function resolveForPlatform(opts: {
+  name: string;
+  top: Manifest;
+  topDigest: string;
+  want: Platform;
+  log: Logger;
+  readManifest(desc: Descriptor): Promise<{ manifest: Manifest; digest: string }>;
+  readConfig(desc: Descriptor): Promise<Buffer>;
+}): Promise<{ image: ImageManifest; manifestDigest: string; platforms: string[] }> {
+  const { name, want, log } = opts;
+  if (opts.top.kind === 'manifest') {
+    const p = configPlatform(await opts.readConfig(opts.top.config));
+    warnOtherPlatform(log, name, p, want);
+    return { image: opts.top, manifestDigest: opts.topDigest, platforms: p ? [formatPlatform(p)] : [] };
+  }
+  const platforms = indexPlatforms(opts.top);
+  const entry = selectPlatform(opts.top, want, `image ${name}`);
+  const { manifest, digest } = await opts.readManifest(entry);
+  if (manifest.kind !== 'manifest') {
+    throw new OperationError(`image ${name}: the ${formatPlatform(want)} entry is itself an index (nested indexes are not supported)`);
+  }
+  log.debug({ image: name, platform: formatPlatform(want), digest }, 'selected platform');
+  if (platforms.length > 0) return { image: manifest, manifestDigest: digest, platforms };
+  const p = configPlatform(await opts.readConfig(manifest.config));
+  warnOtherPlatform(log, name, p, want);
+  return { image: manifest, manifestDigest: digest, platforms: p ? [formatPlatform(p)] : [] };
 }

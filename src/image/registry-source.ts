@@ -7,8 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { OperationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
-import { configPlatform, indexPlatforms, parseManifest, selectPlatform, type Manifest } from './manifest.js';
-import { formatPlatform, warnOtherPlatform } from './platform.js';
+import { parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
 import { manifestRef, type RegistryReference } from './reference.js';
 import { isRetryableError, type RegistryClient, type RegistryResponse } from './registry-client.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
@@ -154,30 +153,17 @@ async function* blobChunks(client: RegistryClient, ref: RegistryReference, desc:
 export async function openRegistryImage(client: RegistryClient, ref: RegistryReference, want: Platform, log: Logger,
   signal?: AbortSignal): Promise<ResolvedImage> {
   const top = await fetchManifest(client, ref, manifestRef(ref), signal);
-  let manifest = top.manifest;
-  let manifestDigest = top.digest;
-  let platforms: string[] = [];
-  if (manifest.kind === 'index') {
-    platforms = indexPlatforms(manifest);
-    const entry = selectPlatform(manifest, want, `image ${ref.name}`);
-    const m = await fetchManifest(client, ref, entry.digest, signal);
-    if (m.manifest.kind !== 'manifest') {
-      throw new OperationError(`image ${ref.name}: the ${formatPlatform(want)} entry is itself an index (nested indexes are not supported)`);
-    }
-    manifest = m.manifest;
-    manifestDigest = m.digest;
-    log.debug({ image: ref.name, platform: formatPlatform(want), digest: manifestDigest }, 'selected platform');
-  }
-  const image = manifest;
+  const { image, manifestDigest, platforms } = await resolveForPlatform({
+    name: ref.name,
+    top: top.manifest,
+    topDigest: top.digest,
+    want,
+    log,
+    readManifest: (d) => fetchManifest(client, ref, d.digest, signal),
+    readConfig: (d) => readVerified(blobChunks(client, ref, d, log, signal), d, MAX_MANIFEST_BYTES, `image ${ref.name}: config`),
+  });
   const openBlob = async (desc: Descriptor, o?: { signal?: AbortSignal }): Promise<Readable> =>
     verifiedStream(blobChunks(client, ref, desc, log, o?.signal ?? signal), desc, `image ${ref.name}: blob`);
-  if (platforms.length === 0) {
-    const config = await readVerified(blobChunks(client, ref, image.config, log, signal), image.config,
-      MAX_MANIFEST_BYTES, `image ${ref.name}: config`);
-    const p = configPlatform(config);
-    if (p) platforms = [formatPlatform(p)];
-    warnOtherPlatform(log, ref.name, p, want);
-  }
   return {
     reference: ref.name,
     digest: top.digest,
