@@ -28,6 +28,21 @@ function ioError(what: string, path: string, err: unknown): OperationError {
   return new OperationError(`cannot ${what} ${path}: ${code || (err as Error).message}`, { cause: err });
 }
 
+/**
+ * Writes `dest` aside and renames it into place: a reader (the kernel loading firmware) never sees half a
+ * file, and a symlink at `dest` is replaced rather than followed.
+ */
+async function replaceAside(dest: string, what: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  const tmp = `${dest}.kmm-tmp-${process.pid}`;
+  try {
+    await write(tmp);
+    await rename(tmp, dest);
+  } catch (e) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw ioError(what, dest, e);
+  }
+}
+
 export class RealHostChanges implements HostChanges {
   async mkdir(dir: string): Promise<void> {
     await mkdir(dir, { recursive: true }).catch((e) => {
@@ -35,16 +50,7 @@ export class RealHostChanges implements HostChanges {
     });
   }
   async copyFile(src: string, dest: string): Promise<void> {
-    // written aside and renamed: the kernel never reads half a firmware file, and a symlink at dest is
-    // replaced rather than followed
-    const tmp = `${dest}.kmm-tmp-${process.pid}`;
-    try {
-      await copyFile(src, tmp);
-      await rename(tmp, dest);
-    } catch (e) {
-      await rm(tmp, { force: true }).catch(() => {});
-      throw ioError('copy to', dest, e);
-    }
+    await replaceAside(dest, 'copy to', (tmp) => copyFile(src, tmp));
   }
   async symlink(target: string, path: string): Promise<void> {
     await rm(path, { force: true }).catch(() => {});
@@ -53,14 +59,7 @@ export class RealHostChanges implements HostChanges {
     });
   }
   async writeFile(path: string, content: string): Promise<void> {
-    const tmp = `${path}.tmp-${process.pid}`;
-    try {
-      await writeFile(tmp, content);
-      await rename(tmp, path);
-    } catch (e) {
-      await rm(tmp, { force: true }).catch(() => {});
-      throw ioError('write', path, e);
-    }
+    await replaceAside(path, 'write', (tmp) => writeFile(tmp, content));
   }
   async writeParameter(path: string, value: string): Promise<void> {
     await writeFile(path, value, { flag: 'r+' }).catch((e) => {
