@@ -1,5 +1,5 @@
 /** DESIGN §6: load a module — each step one call, in the contract's order. */
-import { OperationError, UsageError, oneLine } from '../errors.js';
+import { OperationError } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
 import { kernelMatches } from '../host/host.js';
 import type { WorkerDeps } from './deps.js';
@@ -10,6 +10,7 @@ import { copyImageFirmware, setFirmwareClassPath } from './firmware-steps.js';
 import { loadArgvs } from './modprobe-argv.js';
 import { verifyLoaded } from './verify.js';
 import { planNote } from './plan.js';
+import { withReportedOutcome } from './outcome.js';
 
 export { isModuleLive } from './verify.js';
 export { planNote } from './plan.js';
@@ -57,9 +58,8 @@ export function findKmods(deps: WorkerDeps, config: ModuleConfig, runningKernel:
 }
 
 export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: LoadOptions = {}): Promise<void> {
-  const id = identityString(deps.identity);
-  try {
-    planNote(deps, `# dry run: load ${id} for kernel ${config.kernelVersion}`);
+  await withReportedOutcome(deps, 'load', async () => {
+    planNote(deps, `# dry run: load ${identityString(deps.identity)} for kernel ${config.kernelVersion}`);
     const running = await checkKernel(deps, config);
     const kmods = await findKmods(deps, config, running);
     try {
@@ -77,13 +77,5 @@ export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: L
     } finally {
       await kmods.release();
     }
-  } catch (err) {
-    if (!deps.dryRun && !(err instanceof UsageError)) {
-      await deps.reporter.report({ reason: 'ModuleLoadFailed', type: 'Warning', message: oneLine(err) });
-    }
-    throw err;
-  }
-  if (deps.dryRun) return;
-  deps.log.info({ module: id }, `module ${id} loaded`);
-  await deps.reporter.report({ reason: 'ModuleLoaded', type: 'Normal', message: `Module ${id} loaded into the kernel` });
+  });
 }

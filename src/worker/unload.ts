@@ -1,5 +1,4 @@
 /** DESIGN §7: unload a module — idempotent; in-tree modules are not reloaded. */
-import { UsageError, oneLine } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
 import type { WorkerDeps } from './deps.js';
 import { identityString } from './identity.js';
@@ -7,38 +6,30 @@ import { inUseError } from './in-tree.js';
 import { removeModuleFirmware } from './firmware-steps.js';
 import { modulesOfConfig, unloadArgv } from './modprobe-argv.js';
 import { checkKernel, findKmods, planNote, stopIfInterrupted, type LoadOptions } from './load.js';
+import { withReportedOutcome } from './outcome.js';
 
 export type UnloadOptions = LoadOptions;
 
 export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts: UnloadOptions = {}): Promise<void> {
-  const id = identityString(deps.identity);
-  try {
-    planNote(deps, `# dry run: unload ${id} for kernel ${config.kernelVersion}`);
+  await withReportedOutcome(deps, 'unload', async () => {
+    planNote(deps, `# dry run: unload ${identityString(deps.identity)} for kernel ${config.kernelVersion}`);
     if (await noneLoaded(deps, config)) {
       // nothing in the kernel: no kmods needed (no pull, no kernel check — the node may have rebooted into
       // another kernel); only the firmware this module left behind is cleaned up
       await removeModuleFirmware(deps, config, opts.firmwarePath);
-    } else {
-      const running = await checkKernel(deps, config);
-      const kmods = await findKmods(deps, config, running);
-      try {
-        planNote(deps, `# kmods from ${kmods.origin}`);
-        stopIfInterrupted(deps);
-        await runModprobeUnload(deps, config, kmods.modulesRoot);
-        await removeModuleFirmware(deps, config, opts.firmwarePath);
-      } finally {
-        await kmods.release();
-      }
+      return;
     }
-  } catch (err) {
-    if (!deps.dryRun && !(err instanceof UsageError)) {
-      await deps.reporter.report({ reason: 'ModuleUnloadFailed', type: 'Warning', message: oneLine(err) });
+    const running = await checkKernel(deps, config);
+    const kmods = await findKmods(deps, config, running);
+    try {
+      planNote(deps, `# kmods from ${kmods.origin}`);
+      stopIfInterrupted(deps);
+      await runModprobeUnload(deps, config, kmods.modulesRoot);
+      await removeModuleFirmware(deps, config, opts.firmwarePath);
+    } finally {
+      await kmods.release();
     }
-    throw err;
-  }
-  if (deps.dryRun) return;
-  deps.log.info({ module: id }, `module ${id} unloaded`);
-  await deps.reporter.report({ reason: 'ModuleUnloaded', type: 'Normal', message: `Module ${id} unloaded from the kernel` });
+  });
 }
 
 /** True when none of the config's modules is loaded (logged; noted in a dry-run plan). */
