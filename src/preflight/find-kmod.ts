@@ -5,7 +5,7 @@
 import { posix } from 'node:path';
 import type { ResolvedImage } from '../image/types.js';
 import { layerEntries } from '../extract/layer-entries.js';
-import { canonicalPath, entryKind, LayerChanges, resolveInImage, UpperLayers } from './merged-listing.js';
+import { canonicalPath, entryKind, LayerChanges, resolveInImage, UpperLayers } from '../image/merged-listing.js';
 
 export interface KmodQuery {
   /** modprobe.dirName, e.g. `/opt` */

@@ -9,7 +9,7 @@ import zlib from 'node:zlib';
 import tar from 'tar-stream';
 import type { Descriptor, ResolvedImage } from '../../src/image/types.js';
 import { findKmodInImage } from '../../src/preflight/find-kmod.js';
-import { canonicalPath, resolveInImage } from '../../src/preflight/merged-listing.js';
+import { canonicalPath, resolveInImage } from '../../src/image/merged-listing.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string };
 type Compression = 'none' | 'gzip' | 'zstd';
