@@ -7,7 +7,7 @@
  * stale when its heartbeat stopped (a holder in another container, a reused pid).
  */
 import { readlinkSync } from 'node:fs';
-import { link, lstat, open, readdir, readFile, rename, rm, utimes } from 'node:fs/promises';
+import { link, lstat, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -76,31 +76,42 @@ export interface HeldLock {
   release(): Promise<void>;
 }
 
-/** Creates the lock file naming this process; false when it exists already. */
+/**
+ * Creates the lock file naming this process; false when it exists already. The content is written to a private
+ * name first and hard-linked into place, so a lock file never exists without its holder in it: a holder killed
+ * between create and write would otherwise leave an empty lock that only the 30 s heartbeat rule could clear.
+ */
 async function createLockFile(path: string): Promise<boolean> {
-  let fh;
-  try {
-    fh = await open(path, 'wx', 0o644);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
+  const draft = `${path}.new.${process.pid}`;
+  for (;;) {
+    await writeFile(draft, JSON.stringify(me()), { mode: 0o644 });
+    try {
+      await link(draft, path);
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return false;
+      // an agent in another pid namespace sees our pid as dead and may clear the draft as debris: write it again
+      if (code !== 'ENOENT') throw err;
+    } finally {
+      await rm(draft, { force: true });
+    }
   }
-  try {
-    await fh.writeFile(JSON.stringify(me()));
-  } finally {
-    await fh.close();
-  }
-  return true;
 }
 
 /**
- * A process killed during a stale-lock takeover leaves the file it moved aside (`<lock>.stale.<pid>.<time>`);
- * once the lock is held again nobody needs those names any more.
+ * A process killed during a stale-lock takeover leaves the file it moved aside (`<lock>.stale.<pid>.<time>`), and
+ * one killed while creating the lock leaves its draft (`<lock>.new.<pid>`); once the lock is held again nobody
+ * needs the first kind, and a draft is only in use while its pid lives.
  */
 async function removeTakeoverDebris(path: string): Promise<void> {
-  const prefix = `${basename(path)}.stale.`;
+  const stalePrefix = `${basename(path)}.stale.`;
+  const draftPrefix = `${basename(path)}.new.`;
   const names = await readdir(dirname(path)).catch(() => [] as string[]);
-  await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => rm(join(dirname(path), n), { force: true })));
+  const debris = names.filter(
+    (n) => n.startsWith(stalePrefix) || (n.startsWith(draftPrefix) && !alive(Number(n.slice(draftPrefix.length)))),
+  );
+  await Promise.all(debris.map((n) => rm(join(dirname(path), n), { force: true })));
 }
 
 /** Waits for and takes the lock at `path` (its directory must exist). */

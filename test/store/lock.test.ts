@@ -1,5 +1,6 @@
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { readlinkSync } from 'node:fs';
 import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -35,14 +36,43 @@ t.test('a lock whose holder died is taken over at once; a live one is waited for
   t.same(await readdir(work), [], 'no lock files left');
 });
 
-t.test('what a takeover killed midway moved aside is removed by the next holder; other files stay', async (t) => {
+t.test('what a takeover or a lock creation killed midway left is removed by the next holder; other files stay', async (t) => {
   const dir = await mkdtemp(path.join(work, 'debris-'));
   const lock = path.join(dir, 'c.lock');
   await writeFile(`${lock}.stale.4242.1700000000000`, holder(deadPid()));
+  const dead = deadPid();
+  await writeFile(`${lock}.new.${dead}`, holder(dead));
   await writeFile(path.join(dir, 'other.lock.stale.1.2'), 'not ours');
   const held = await acquireLock(lock, { log, what: 'x' });
   t.same((await readdir(dir)).sort(), ['c.lock', 'other.lock.stale.1.2']);
   await held.release();
+});
+
+t.test('a holder SIGKILLed at any point of taking or releasing the lock never makes the next taker wait', async (t) => {
+  const dir = await mkdtemp(path.join(work, 'killed-'));
+  const lock = path.join(dir, 'k.lock');
+  const lockModule = path.resolve('dist/store/lock.js');
+  // the child takes and drops the lock as fast as it can, so a random kill lands anywhere in those steps
+  const child = `
+    const { acquireLock } = await import(${JSON.stringify(lockModule)});
+    const log = { info() {}, warn() {} };
+    process.stdout.write('ready\\n');
+    for (;;) await (await acquireLock(${JSON.stringify(lock)}, { log, what: 'x' })).release();`;
+  const slow: string[] = [];
+  for (let i = 0; i < 25; i++) {
+    const p = spawn(process.execPath, ['--input-type=module', '-e', child], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await once(p.stdout!, 'data');
+    await new Promise((r) => setTimeout(r, Math.random() * 20));
+    p.kill('SIGKILL');
+    await once(p, 'exit');
+    const t0 = Date.now();
+    const held = await acquireLock(lock, { log, what: 'x' });
+    const waited = Date.now() - t0;
+    if (waited > 2000) slow.push(`run ${i}: ${waited} ms`);
+    await held.release();
+  }
+  t.same(slow, [], 'no run waited for the heartbeat window of a killed holder');
+  t.same(await readdir(dir), [], 'no lock, draft or aside file left');
 });
 
 t.test('a lock from another pid namespace is stale only when its heartbeat stopped', async (t) => {
