@@ -6,6 +6,7 @@
  * seconds. A lock whose holder is a dead pid of our own pid namespace is stale at once; any other lock is
  * stale when its heartbeat stopped (a holder in another container, a reused pid).
  */
+import { randomBytes } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { link, lstat, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -82,7 +83,8 @@ export interface HeldLock {
  * between create and write would otherwise leave an empty lock that only the 30 s heartbeat rule could clear.
  */
 async function createLockFile(path: string): Promise<boolean> {
-  const draft = `${path}.new.${process.pid}`;
+  // the random part keeps apart two agents with the same pid in different pid namespaces sharing the cache
+  const draft = `${path}.new.${process.pid}.${randomBytes(4).toString('hex')}`;
   for (;;) {
     await writeFile(draft, JSON.stringify(me()), { mode: 0o644 });
     try {
@@ -101,15 +103,15 @@ async function createLockFile(path: string): Promise<boolean> {
 
 /**
  * A process killed during a stale-lock takeover leaves the file it moved aside (`<lock>.stale.<pid>.<time>`), and
- * one killed while creating the lock leaves its draft (`<lock>.new.<pid>`); once the lock is held again nobody
- * needs the first kind, and a draft is only in use while its pid lives.
+ * one killed while creating the lock leaves its draft (`<lock>.new.<pid>.<random>`); once the lock is held again
+ * nobody needs the first kind, and a draft is only in use while its pid lives.
  */
 async function removeTakeoverDebris(path: string): Promise<void> {
   const stalePrefix = `${basename(path)}.stale.`;
   const draftPrefix = `${basename(path)}.new.`;
   const names = await readdir(dirname(path)).catch(() => [] as string[]);
   const debris = names.filter(
-    (n) => n.startsWith(stalePrefix) || (n.startsWith(draftPrefix) && !alive(Number(n.slice(draftPrefix.length)))),
+    (n) => n.startsWith(stalePrefix) || (n.startsWith(draftPrefix) && !alive(parseInt(n.slice(draftPrefix.length), 10))),
   );
   await Promise.all(debris.map((n) => rm(join(dirname(path), n), { force: true })));
 }

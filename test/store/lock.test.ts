@@ -41,7 +41,7 @@ t.test('what a takeover or a lock creation killed midway left is removed by the 
   const lock = path.join(dir, 'c.lock');
   await writeFile(`${lock}.stale.4242.1700000000000`, holder(deadPid()));
   const dead = deadPid();
-  await writeFile(`${lock}.new.${dead}`, holder(dead));
+  await writeFile(`${lock}.new.${dead}.0a1b2c3d`, holder(dead));
   await writeFile(path.join(dir, 'other.lock.stale.1.2'), 'not ours');
   const held = await acquireLock(lock, { log, what: 'x' });
   t.same((await readdir(dir)).sort(), ['c.lock', 'other.lock.stale.1.2']);
@@ -51,7 +51,7 @@ t.test('what a takeover or a lock creation killed midway left is removed by the 
 t.test('a holder SIGKILLed at any point of taking or releasing the lock never makes the next taker wait', async (t) => {
   const dir = await mkdtemp(path.join(work, 'killed-'));
   const lock = path.join(dir, 'k.lock');
-  const lockModule = path.resolve('dist/store/lock.js');
+  const lockModule = path.resolve(import.meta.dirname, '../../dist/store/lock.js');
   // the child takes and drops the lock as fast as it can, so a random kill lands anywhere in those steps
   const child = `
     const { acquireLock } = await import(${JSON.stringify(lockModule)});
