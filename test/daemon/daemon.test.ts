@@ -3,7 +3,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { recordingModprobeEnv, recordingModprobePath } from '../helpers/recording-modprobe.js';
-import { get, makeDaemonEnv, until } from './fixtures.js';
+import { get, makeDaemonEnv, until, untilReady } from './fixtures.js';
 
 const exists = (p: string) => stat(p).then(() => true, () => false);
 const cfg = (kver: string, moduleName: string, more: object = {}) => ({
@@ -16,7 +16,7 @@ t.test('run: loads, serves /healthz and /readyz, reports, and on SIGTERM unloads
   await d.volume.write(cfg(d.env.kmods.kver, 'kmm_fw', { firmwarePath: '/firmware' }));
   const daemon = await d.start(['--firmware-path', '/var/lib/firmware']);
   t.match((await get(`${daemon.healthUrl}/healthz`)).status, 200);
-  await until(async () => (await get(`${daemon.healthUrl}/readyz`)).status === 200, 'ready');
+  await untilReady(daemon);
   t.equal((await readFile(join(d.env.host.sysModule('kmm_fw'), 'initstate'), 'utf8')).trim(), 'live');
   t.equal(await readFile(d.env.host.path('/var/lib/firmware/kmm/fw.bin'), 'utf8'), 'firmware-bytes', 'firmware on the host');
   t.equal((await get(`${daemon.healthUrl}/nope`)).status, 404);
@@ -40,13 +40,13 @@ t.test('run: a downward-API ..data swap unloads the old config and loads the new
   await d.volume.write(cfg(kver, 'kmm_hello'));
   // a long check interval: only the directory watch can notice the swap in time
   const daemon = await d.start(['--check-interval', '60']);
-  await until(async () => (await get(`${daemon.healthUrl}/readyz`)).status === 200, 'ready');
+  await untilReady(daemon);
   t.same(await d.env.host.loadedModules(), ['kmm_hello']);
 
   await d.volume.write(cfg(kver, 'kmm_standalone'));
   await daemon.waitFor((l) => l.msg === 'config file changed');
   await until(async () => JSON.stringify(await d.env.host.loadedModules()) === '["kmm_standalone"]', 'new module loaded, old gone');
-  await until(async () => (await get(`${daemon.healthUrl}/readyz`)).status === 200, 'ready again');
+  await untilReady(daemon, 'ready again');
   const root = join(d.env.shared, 'opt');
   t.same(await d.env.argv(), [['-v', '-d', root, 'kmm_hello'], ['-r', '-v', '-d', root, 'kmm_hello'], ['-v', '-d', root, 'kmm_standalone']],
     'load A, unload A, load B — in that order');
@@ -69,7 +69,7 @@ t.test('run: a module that vanishes from the kernel is loaded again and reported
   t.teardown(d.cleanup);
   await d.volume.write(cfg(d.env.kmods.kver, 'kmm_hello'));
   const daemon = await d.start();
-  await until(async () => (await get(`${daemon.healthUrl}/readyz`)).status === 200, 'ready');
+  await untilReady(daemon);
   const root = join(d.env.shared, 'opt');
   // someone runs modprobe -r on the node: the (recording) kernel drops /sys/module/kmm_hello
   await execa(recordingModprobePath, ['-r', '-d', root, 'kmm_hello'], { env: recordingModprobeEnv(d.env.host.root, join(d.env.work, 'other.log')) });
@@ -113,7 +113,7 @@ t.test('run: SIGTERM while the module is in use → the unload fails, exit 1 nam
   t.teardown(d.cleanup);
   await d.volume.write(cfg(d.env.kmods.kver, 'kmm_hello'));
   const daemon = await d.start();
-  await until(async () => (await get(`${daemon.healthUrl}/readyz`)).status === 200, 'ready');
+  await untilReady(daemon);
   // another module now holds it
   await writeFile(join(d.env.host.sysModule('kmm_hello'), 'refcnt'), '1\n');
   await mkdir(join(d.env.host.sysModule('kmm_hello'), 'holders'), { recursive: true });
