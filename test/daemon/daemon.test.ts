@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -9,6 +9,16 @@ const exists = (p: string) => stat(p).then(() => true, () => false);
 const cfg = (kver: string, moduleName: string, more: object = {}) => ({
   kernelVersion: kver, containerImage: 'registry.example/kmm/kmods:1', modprobe: { moduleName, ...more },
 });
+
+/** A daemon whose config loads kmm_hello, once it is ready; torn down with the test. */
+async function readyHelloDaemon(t: Test) {
+  const d = await makeDaemonEnv(['kmm_hello']);
+  t.teardown(d.cleanup);
+  await d.volume.write(cfg(d.env.kmods.kver, 'kmm_hello'));
+  const daemon = await d.start();
+  await untilReady(daemon);
+  return { d, daemon };
+}
 
 t.test('run: loads, serves /healthz and /readyz, reports, and on SIGTERM unloads and exits 0', async (t) => {
   const d = await makeDaemonEnv(['kmm_fw'], { 'kmm/fw.bin': 'firmware-bytes' });
@@ -65,11 +75,7 @@ t.test('run: a downward-API ..data swap unloads the old config and loads the new
 });
 
 t.test('run: a module that vanishes from the kernel is loaded again and reported', async (t) => {
-  const d = await makeDaemonEnv(['kmm_hello']);
-  t.teardown(d.cleanup);
-  await d.volume.write(cfg(d.env.kmods.kver, 'kmm_hello'));
-  const daemon = await d.start();
-  await untilReady(daemon);
+  const { d, daemon } = await readyHelloDaemon(t);
   const root = join(d.env.shared, 'opt');
   // someone runs modprobe -r on the node: the (recording) kernel drops /sys/module/kmm_hello
   await execa(recordingModprobePath, ['-r', '-d', root, 'kmm_hello'], { env: recordingModprobeEnv(d.env.host.root, join(d.env.work, 'other.log')) });
@@ -109,11 +115,7 @@ t.test('run: SIGTERM during the load, then a second SIGTERM during the unload: n
 });
 
 t.test('run: SIGTERM while the module is in use → the unload fails, exit 1 naming the holder', async (t) => {
-  const d = await makeDaemonEnv(['kmm_hello']);
-  t.teardown(d.cleanup);
-  await d.volume.write(cfg(d.env.kmods.kver, 'kmm_hello'));
-  const daemon = await d.start();
-  await untilReady(daemon);
+  const { d, daemon } = await readyHelloDaemon(t);
   // another module now holds it
   await writeFile(join(d.env.host.sysModule('kmm_hello'), 'refcnt'), '1\n');
   await mkdir(join(d.env.host.sysModule('kmm_hello'), 'holders'), { recursive: true });
