@@ -60,6 +60,7 @@ export class Guest {
     readonly accel: Accel,
     consoleLog: string,
     private readonly stderrLog: string,
+    private readonly log: (line: string) => void,
   ) {
     this.consoleLog = consoleLog;
     qemu.stdout!.setEncoding('latin1');
@@ -124,7 +125,21 @@ export class Guest {
     const deadline = t0 + (opts.timeoutMs ?? 300_000);
     this.qemu.stdin!.write(`${id} ${Buffer.from(script).toString('base64')}\n`);
     const what = `the result of: ${script.trim().split('\n')[0]!.slice(0, 100)}`;
-    await this.nextLine((l) => l === `@@OUT ${id}`, deadline, what);
+    // Seen once in CI under TCG: a guest that had answered every earlier command never answered `dmesg -c`,
+    // and its kernel logged nothing. While an answer is overdue, an empty line is sent now and then: the
+    // guest's loop skips empty lines, and the extra bytes give its serial driver another interrupt in case it
+    // missed the one for the command.
+    let pokes = 0;
+    const poke = setInterval(() => {
+      pokes++;
+      this.qemu.stdin!.write('\n');
+    }, 15_000);
+    try {
+      await this.nextLine((l) => l === `@@OUT ${id}`, deadline, what);
+    } finally {
+      clearInterval(poke);
+    }
+    if (pokes > 0) this.log(`${what}: answered after ${Math.round((Date.now() - t0) / 1000)} s and ${pokes} empty lines`);
     const section = async (end: (l: string) => boolean) => {
       const parts: string[] = [];
       for (;;) {
@@ -188,7 +203,7 @@ export class Guest {
         }),
       ]);
       void spawned;
-      const guest = new Guest(qemu, accel, consoleLog, stderrLog);
+      const guest = new Guest(qemu, accel, consoleLog, stderrLog, log);
       const timeout = (accel === 'kvm' ? 30 : (opts.bootTimeoutS ?? 120)) * 1000;
       try {
         const ready = await guest.nextLine((l) => l.startsWith('@@READY'), Date.now() + timeout, 'the guest to boot');
