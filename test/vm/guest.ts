@@ -3,6 +3,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { acceleratorCandidates, qemuArgsFor, type Accel } from './accel.js';
 
@@ -44,6 +45,18 @@ function requireProgram(cmd: string, args: string[], debianPackage: string): voi
     throw new Error(`${cmd} is missing or does not run: install the Debian package ${debianPackage}`);
   }
 }
+/** From a SysRq dump: the blocked tasks ('w') and every user-space task's state ('t'), without the stacks. */
+function summariseTasks(dump: string): string {
+  const tasks = (text: string) =>
+    [...text.matchAll(/task:(\S+)\s+state:(\S+).*?pid:(\d+)\s+ppid:(\d+)/g)]
+      .filter((m) => m[3] !== '2' && m[4] !== '2') // kthreadd and its kernel threads
+      .map((m) => `${m[1]} (pid ${m[3]}, ppid ${m[4]}) ${m[2]}`);
+  const [beforeAll = '', all = ''] = dump.split('sysrq: Show State');
+  const blocked = tasks(beforeAll.split('sysrq: Show Blocked State')[1] ?? '');
+  return `guest tasks (SysRq t): ${tasks(all).join('; ') || 'none reported'}\n` +
+    `blocked tasks (SysRq w): ${blocked.join('; ') || 'none'}`;
+}
+
 export const guestForwardHost = (port: number) => `${GUEST_FORWARD_IP}:${port}`;
 
 export class Guest {
@@ -60,7 +73,7 @@ export class Guest {
     readonly accel: Accel,
     consoleLog: string,
     private readonly stderrLog: string,
-    private readonly log: (line: string) => void,
+    private readonly monitorSocket: string,
   ) {
     this.consoleLog = consoleLog;
     qemu.stdout!.setEncoding('latin1');
@@ -118,28 +131,40 @@ export class Guest {
     return `console (${this.consoleLog}) tail:\n${tail(this.consoleLog, 25)}\nqemu stderr:\n${tail(this.stderrLog, 10)}`;
   }
 
+  /**
+   * What the guest kernel says about its tasks, for a guest that stopped answering: magic SysRq keys typed on the
+   * emulated keyboard through QEMU's monitor ('9' raises the console log level so the dumps reach the console,
+   * 'w' lists blocked tasks, 't' every task with its stack). Returns what the console received meanwhile.
+   */
+  private async sysrqDump(keys = ['9', 'w', 't'], settleMs = 5000): Promise<string> {
+    const before = fs.existsSync(this.consoleLog) ? fs.statSync(this.consoleLog).size : 0;
+    await new Promise<void>((resolve) => {
+      const sock = net.connect(this.monitorSocket);
+      sock.on('error', () => resolve());
+      sock.on('connect', () => {
+        sock.end(keys.map((k) => `sendkey alt-sysrq-${k}\n`).join(''));
+        setTimeout(resolve, settleMs);
+      });
+    });
+    const all = fs.readFileSync(this.consoleLog);
+    return all.subarray(before).toString('latin1').replace(/\r/g, '');
+  }
+
   /** Runs a shell script (busybox sh) in the guest as root. */
-  async exec(script: string, opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
+  async exec(script: string, opts: { timeoutMs?: number; pauseMidLineMs?: number } = {}): Promise<ExecResult> {
     const id = `c${this.nextId++}`;
     const t0 = Date.now();
     const deadline = t0 + (opts.timeoutMs ?? 300_000);
-    this.qemu.stdin!.write(`${id} ${Buffer.from(script).toString('base64')}\n`);
+    await this.send(id, script, opts.pauseMidLineMs);
     const what = `the result of: ${script.trim().split('\n')[0]!.slice(0, 100)}`;
-    // Seen once in CI under TCG: a guest that had answered every earlier command never answered `dmesg -c`,
-    // and its kernel logged nothing. While an answer is overdue, an empty line is sent now and then: the
-    // guest's loop skips empty lines, and the extra bytes give its serial driver another interrupt in case it
-    // missed the one for the command.
-    let pokes = 0;
-    const poke = setInterval(() => {
-      pokes++;
-      this.qemu.stdin!.write('\n');
-    }, 15_000);
+    let first: string;
     try {
-      await this.nextLine((l) => l === `@@OUT ${id}`, deadline, what);
-    } finally {
-      clearInterval(poke);
+      first = await this.nextLine((l) => l === `@@OUT ${id}` || l === `@@GARBLED ${id}`, deadline, what);
+    } catch (e) {
+      if (this.exited) throw e;
+      throw new Error(`${(e as Error).message}\n${summariseTasks(await this.sysrqDump())}`);
     }
-    if (pokes > 0) this.log(`${what}: answered after ${Math.round((Date.now() - t0) / 1000)} s and ${pokes} empty lines`);
+    if (first.startsWith('@@GARBLED')) throw new Error(`the guest received a damaged command line for: ${what}`);
     const section = async (end: (l: string) => boolean) => {
       const parts: string[] = [];
       for (;;) {
@@ -155,10 +180,27 @@ export class Guest {
 
   async poweroff(): Promise<void> {
     if (this.exited) return;
-    this.qemu.stdin!.write(`off ${Buffer.from('sync; poweroff -f').toString('base64')}\n`);
+    await this.send('off', 'sync; poweroff -f');
     const timer = setTimeout(() => this.qemu.kill('SIGKILL'), 15_000);
     if (!this.exited) await once(this.qemu, 'exit');
     clearTimeout(timer);
+  }
+
+  /**
+   * One control line: the id, the script in base64, and the id again (see guest-init.sh). `pauseMs` sends it
+   * in two halves with a pause between, so the guest is left waiting in the middle of a line (a test of the
+   * control loop itself).
+   */
+  private async send(id: string, script: string, pauseMs = 0): Promise<void> {
+    const line = `${id} ${Buffer.from(script).toString('base64')} ${id}\n`;
+    if (pauseMs <= 0) {
+      this.qemu.stdin!.write(line);
+      return;
+    }
+    const half = Math.floor(line.length / 2);
+    this.qemu.stdin!.write(line.slice(0, half));
+    await new Promise((r) => setTimeout(r, pauseMs));
+    this.qemu.stdin!.write(line.slice(half));
   }
 
   kill(): void {
@@ -178,12 +220,15 @@ export class Guest {
       const t0 = Date.now();
       const consoleLog = path.join(opts.workDir, `console-${accel}.log`);
       const stderrLog = path.join(opts.workDir, `qemu-${accel}.stderr`);
+      const monitorSocket = path.join(opts.workDir, `monitor-${accel}.sock`);
       const args = [
         ...qemuArgsFor(accel),
         '-m', String(opts.memMiB ?? 1536), '-smp', String(opts.cpus ?? (Number(process.env.KMM_VM_CPUS) || 1)),
         '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
         '-kernel', opts.vmlinux, '-initrd', opts.initrd,
-        '-append', `console=ttyS0 panic=-1 quiet${opts.forwards?.length ? ' kmmvm.net=1' : ''}`,
+        '-append', `console=ttyS0 panic=-1 quiet sysrq_always_enabled${opts.forwards?.length ? ' kmmvm.net=1' : ''}`,
+        // the human monitor, for a stuck guest: magic SysRq through the emulated keyboard (see sysrqDump)
+        '-monitor', `unix:${monitorSocket},server=on,wait=off`,
         '-chardev', `file,id=con,path=${consoleLog}`, '-serial', 'chardev:con',
         '-chardev', 'stdio,id=ctl,signal=off', '-serial', 'chardev:ctl',
       ];
@@ -203,7 +248,7 @@ export class Guest {
         }),
       ]);
       void spawned;
-      const guest = new Guest(qemu, accel, consoleLog, stderrLog, log);
+      const guest = new Guest(qemu, accel, consoleLog, stderrLog, monitorSocket);
       const timeout = (accel === 'kvm' ? 30 : (opts.bootTimeoutS ?? 120)) * 1000;
       try {
         const ready = await guest.nextLine((l) => l.startsWith('@@READY'), Date.now() + timeout, 'the guest to boot');

@@ -113,6 +113,14 @@ scenario('guest: the Debian kernel, Node 24 and kmm-worker are what runs', async
   t.match((await sh('node --version')).stdout, /^v24\./);
   t.match((await kw('version')).stdout, /kmm-worker/);
   t.notOk((await procModules()).has('kmm_hello'), 'no test module is loaded at boot');
+  // The control loop must not lose a line to orphans exiting: PID 1 adopts them, and their SIGCHLD used to make
+  // busybox `read` drop a half-read command line (two CI runs hung so). Orphans exit every 0.1 s while a command
+  // arrives in two halves a second apart.
+  exitsWith(t, await sh('(i=0; while [ $i -lt 20 ]; do (sleep 0.1 &); sleep 0.1; i=$((i + 1)); done &)'), 0,
+    'a stream of orphans started');
+  const split = await lab.guest.exec('echo intact', { pauseMidLineMs: 1000, timeoutMs: 60_000 })
+    .catch((e: Error) => ({ stdout: e.message.split('\n')[0] }));
+  t.equal(split.stdout, 'intact\n', 'a command line that arrives in halves while orphans exit runs intact');
 });
 
 scenario('1. kmod load pulls the image from the host registry; parameters reach the kernel; unload', async (t) => {
