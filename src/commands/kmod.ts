@@ -1,7 +1,7 @@
 /** `kmm-worker kmod load|unload <config> [--firmware-path DIR]` — the upstream KMM worker's command line. */
-import { isAbsolute } from 'node:path';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
+import { absoluteHostPath } from '../config/host-path.js';
 import { readModuleConfig } from '../config/module-config.js';
 import { createWorkerDeps } from '../worker/deps.js';
 import { loadModule, type LoadOptions } from '../worker/load.js';
@@ -15,20 +15,14 @@ export interface KmodFlags {
   setFirmwareClassPath?: string;
 }
 
-function absolutePath(flag: string, p: string | undefined): string | undefined {
-  if (p === undefined || p === '') return undefined;
-  if (!isAbsolute(p)) throw new UsageError(`${flag} must be an absolute host path, got '${p}'`);
-  return p.length > 1 ? p.replace(/\/+$/, '') : p;
-}
-
 /**
  * `--firmware-path DIR` means both the firmware dir and the firmware_class.path value (DESIGN §3); the
  * upstream worker's `--set-firmware-mount-path` / `--set-firmware-class-path` set each one alone.
  */
 function firmwareOptions(flags: KmodFlags): LoadOptions {
-  const both = absolutePath('--firmware-path', flags.firmwarePath);
-  const mount = absolutePath('--set-firmware-mount-path', flags.setFirmwareMountPath);
-  const classPath = absolutePath('--set-firmware-class-path', flags.setFirmwareClassPath);
+  const both = absoluteHostPath('--firmware-path', flags.firmwarePath);
+  const mount = absoluteHostPath('--set-firmware-mount-path', flags.setFirmwareMountPath);
+  const classPath = absoluteHostPath('--set-firmware-class-path', flags.setFirmwareClassPath);
   if (both && (mount || classPath)) {
     throw new UsageError('--firmware-path cannot be combined with --set-firmware-mount-path or --set-firmware-class-path');
   }

@@ -1,9 +1,9 @@
 /** `kmm-worker run <config>` — the daemon of DESIGN §9. */
-import { isAbsolute } from 'node:path';
 import type { Context } from '../context.js';
 import { UsageError, exitCodeOf, oneLine } from '../errors.js';
 import { parseHealthAddr } from '../daemon/health.js';
 import { runModuleDaemon } from '../daemon/daemon.js';
+import { absoluteHostPath } from '../config/host-path.js';
 import { readModuleConfig } from '../config/module-config.js';
 import { createWorkerDeps } from '../worker/deps.js';
 import { loadModule } from '../worker/load.js';
@@ -16,10 +16,7 @@ export interface RunFlags {
 }
 
 export async function runDaemon(ctx: Context, configPath: string, flags: RunFlags): Promise<number> {
-  const firmwarePath = flags.firmwarePath ? flags.firmwarePath.replace(/(.)\/+$/, '$1') : undefined;
-  if (firmwarePath !== undefined && !isAbsolute(firmwarePath)) {
-    throw new UsageError(`--firmware-path must be an absolute host path, got '${flags.firmwarePath}'`);
-  }
+  const firmwarePath = absoluteHostPath('--firmware-path', flags.firmwarePath);
   const healthAddr = parseHealthAddr(flags.healthAddr ?? '127.0.0.1:8081');
   const seconds = Number(flags.checkInterval ?? '10');
   if (!Number.isFinite(seconds) || seconds <= 0) {

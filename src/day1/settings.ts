@@ -3,7 +3,7 @@
  * anything is read or touched: a bad value is a UsageError (exit 2). An empty value means the default, so the
  * shipped environment file can list every setting with blanks.
  */
-import { isAbsolute } from 'node:path';
+import { absoluteHostPath } from '../config/host-path.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_FIRMWARE_DIR } from '../host/host.js';
 import { checkImageRepository } from './image-ref.js';
@@ -58,10 +58,7 @@ export function day1Settings(flags: Day1Flags): Day1Settings {
   const dirName = imagePath('--dir-name', blankToUndefined(flags.dirName) ?? '/opt');
   const firmwareDirFlag = blankToUndefined(flags.firmwareDir);
   const firmwareDir = firmwareDirFlag === undefined ? undefined : imagePath('--firmware-dir', firmwareDirFlag);
-  const hostFirmwarePath = blankToUndefined(flags.firmwarePath);
-  if (hostFirmwarePath !== undefined && !isAbsolute(hostFirmwarePath)) {
-    throw new UsageError(`--firmware-path must be an absolute host directory, got '${hostFirmwarePath}'`);
-  }
+  const hostFirmwarePath = absoluteHostPath('--firmware-path', blankToUndefined(flags.firmwarePath));
   return {
     repo: checkImageRepository(image),
     moduleName,
