@@ -151,12 +151,12 @@ export async function get(url: string): Promise<{ status: number; body: string }
   return { status: r.status, body: await r.text() };
 }
 
-/** Polls until fn() is truthy. */
 /** Waits until the daemon's /readyz answers 200. */
 export function untilReady(daemon: Daemon, what = 'ready'): Promise<boolean> {
   return until(async () => (await get(`${daemon.healthUrl}/readyz`)).status === 200, what);
 }
 
+/** Polls until fn() is truthy. */
 export async function until<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 15_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
