@@ -38,9 +38,8 @@ export async function copyImageFirmware(
  * Points the kernel at the host firmware dir when a value was given (`--firmware-path`) and the config has
  * firmware (as the KMM operator passes the flag only then), and only when the parameter holds another value.
  */
-export async function setFirmwareClassPath(deps: WorkerDeps, config: ModuleConfig, value: string | undefined): Promise<void> {
-  if (!value || !config.modprobe.firmwarePath) return;
-  const firmwarePath = value;
+export async function setFirmwareClassPath(deps: WorkerDeps, config: ModuleConfig, firmwarePath: string | undefined): Promise<void> {
+  if (!firmwarePath || !config.modprobe.firmwarePath) return;
   const current = await deps.host.firmwareClassPath();
   const file = deps.host.path(FIRMWARE_CLASS_PATH);
   if (current === undefined) {

@@ -13,13 +13,17 @@ import { planNote } from './plan.js';
 import { withReportedOutcome } from './outcome.js';
 
 export { isModuleLive } from './verify.js';
-export { planNote } from './plan.js';
 
 export interface LoadOptions {
   /** host firmware dir (`--firmware-path`); also the value for firmware_class.path unless that is given */
   firmwarePath?: string | undefined;
   /** the value for firmware_class.path: undefined → firmwarePath; null → never write it */
   firmwareClassPath?: string | null | undefined;
+}
+
+/** What firmware_class.path should hold after the load; undefined leaves it alone. */
+function classPathValue(opts: LoadOptions): string | undefined {
+  return opts.firmwareClassPath === undefined ? opts.firmwarePath : (opts.firmwareClassPath ?? undefined);
 }
 
 /**
@@ -68,7 +72,7 @@ export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: L
       await removeInTreeModules(deps, config.inTreeModulesToRemove, 'inTreeModulesToRemove');
       stopIfInterrupted(deps);
       await copyImageFirmware(deps, config, kmods, opts.firmwarePath);
-      await setFirmwareClassPath(deps, config, opts.firmwareClassPath === undefined ? opts.firmwarePath : (opts.firmwareClassPath ?? undefined));
+      await setFirmwareClassPath(deps, config, classPathValue(opts));
       for (const argv of loadArgvs(config, kmods.modulesRoot)) {
         stopIfInterrupted(deps);
         await deps.modprobe.run(argv);

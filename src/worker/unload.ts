@@ -5,7 +5,8 @@ import { identityString } from './identity.js';
 import { inUseError } from './in-tree.js';
 import { removeModuleFirmware } from './firmware-steps.js';
 import { modulesOfConfig, unloadArgv } from './modprobe-argv.js';
-import { checkKernel, findKmods, planNote, stopIfInterrupted, type LoadOptions } from './load.js';
+import { checkKernel, findKmods, stopIfInterrupted, type LoadOptions } from './load.js';
+import { planNote } from './plan.js';
 import { withReportedOutcome } from './outcome.js';
 
 export type UnloadOptions = LoadOptions;
