@@ -116,18 +116,22 @@ async function removeTakeoverDebris(path: string): Promise<void> {
   await Promise.all(debris.map((n) => rm(join(dirname(path), n), { force: true })));
 }
 
+/** Takes the lock if nobody holds it right now, clearing what killed takers left; undefined when it is held. */
+async function takeIfFree(path: string, heartbeatMs = 5_000): Promise<HeldLock | undefined> {
+  if (!(await createLockFile(path))) return undefined;
+  await removeTakeoverDebris(path);
+  return held(path, heartbeatMs);
+}
+
 /** Waits for and takes the lock at `path` (its directory must exist). */
 export async function acquireLock(path: string, opts: LockOptions): Promise<HeldLock> {
-  const heartbeatMs = opts.heartbeatMs ?? 5_000;
   const staleMs = opts.staleMs ?? 30_000;
   const pollMs = opts.pollMs ?? 100;
   let announced = false;
   for (;;) {
     opts.signal?.throwIfAborted();
-    if (await createLockFile(path)) {
-      await removeTakeoverDebris(path);
-      return held(path, heartbeatMs);
-    }
+    const taken = await takeIfFree(path, opts.heartbeatMs);
+    if (taken) return taken;
     const stale = await staleReason(path, staleMs);
     if (stale) {
       // Move the stale file aside (atomic, one winner), then check we moved the file we judged.
@@ -172,7 +176,8 @@ function held(path: string, heartbeatMs: number): HeldLock {
 
 /** Takes the lock only if it is free (or stale) right now; undefined when someone holds it. */
 export async function tryLock(path: string, opts: Omit<LockOptions, 'what'>): Promise<HeldLock | undefined> {
-  if (await createLockFile(path)) return held(path, opts.heartbeatMs ?? 5_000);
+  const taken = await takeIfFree(path, opts.heartbeatMs);
+  if (taken) return taken;
   if (!(await staleReason(path, opts.staleMs ?? 30_000))) return undefined;
   return acquireLock(path, { ...opts, what: 'a stale entry' });
 }
