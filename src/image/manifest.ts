@@ -130,11 +130,13 @@ export async function resolveForPlatform(opts: {
   readConfig(desc: Descriptor): Promise<Buffer>;
 }): Promise<{ image: ImageManifest; manifestDigest: string; platforms: string[] }> {
   const { name, want, log } = opts;
-  if (opts.top.kind === 'manifest') {
-    const p = configPlatform(await opts.readConfig(opts.top.config));
+  // an image without an index names its platform in its config only
+  const fromConfig = async (image: ImageManifest, manifestDigest: string) => {
+    const p = configPlatform(await opts.readConfig(image.config));
     warnOtherPlatform(log, name, p, want);
-    return { image: opts.top, manifestDigest: opts.topDigest, platforms: p ? [formatPlatform(p)] : [] };
-  }
+    return { image, manifestDigest, platforms: p ? [formatPlatform(p)] : [] };
+  };
+  if (opts.top.kind === 'manifest') return fromConfig(opts.top, opts.topDigest);
   const platforms = indexPlatforms(opts.top);
   const entry = selectPlatform(opts.top, want, `image ${name}`);
   const { manifest, digest } = await opts.readManifest(entry);
@@ -143,7 +145,5 @@ export async function resolveForPlatform(opts: {
   }
   log.debug({ image: name, platform: formatPlatform(want), digest }, 'selected platform');
   if (platforms.length > 0) return { image: manifest, manifestDigest: digest, platforms };
-  const p = configPlatform(await opts.readConfig(manifest.config));
-  warnOtherPlatform(log, name, p, want);
-  return { image: manifest, manifestDigest: digest, platforms: p ? [formatPlatform(p)] : [] };
+  return fromConfig(manifest, digest);
 }
