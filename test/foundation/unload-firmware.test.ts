@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeEnv, type CliResult, type Env } from './fixtures.js';
 
@@ -30,7 +30,6 @@ t.test('unload after the node moved on (other kernel, kmods gone): the module is
   ok(t, await env.cli(['kmod', 'load', cfg]));
   t.ok(await exists(env.host.path('/var/lib/firmware/fw.bin')));
   // reboot into another kernel: nothing loaded, the shared dir emptied
-  const { rm } = await import('node:fs/promises');
   await rm(env.host.sysModule('kmm_fw'), { recursive: true });
   await writeFile(env.host.path('/proc/sys/kernel/osrelease'), '6.1.0-99-amd64\n');
   await rm(join(env.shared, 'opt'), { recursive: true });
@@ -100,7 +99,6 @@ t.test('firmware default dir is /var/lib/firmware; firmware_class.path untouched
 t.test('firmware_class.path is not rewritten when it already has the value', async (t) => {
   const env = await makeEnv({ modules: ['kmm_fw'], firmware: { 'x.bin': 'X' }, firmwareClassPath: '/var/lib/firmware' });
   t.teardown(env.cleanup);
-  const { utimes } = await import('node:fs/promises');
   const past = new Date('2020-01-01T00:00:00Z');
   await utimes(env.host.firmwareClassPathFile, past, past);
   const cfg = await cfgOf(env, { moduleName: 'kmm_fw', firmwarePath: '/firmware' });
@@ -146,7 +144,6 @@ t.test('a shared file of a module that is no longer loaded does not keep it', as
   ok(t, await env.cli(['kmod', 'load', a, '--module-name', 'mod-a']));
   ok(t, await env.cli(['kmod', 'load', b, '--module-name', 'mod-b']));
   // mod-b's module went away behind our back (its record is still there)
-  const { rm } = await import('node:fs/promises');
   await rm(env.host.sysModule('kmm_hello'), { recursive: true });
   ok(t, await env.cli(['kmod', 'unload', a, '--module-name', 'mod-a']));
   t.notOk(await exists(env.host.path('/var/lib/firmware/common.bin')));
@@ -167,7 +164,6 @@ t.test('read-only firmware_class.path: exit 1 saying to mount /sys from the host
   // a real read-only sysfs attribute stands in for the parameter (root cannot write it either)
   const readOnly = '/sys/kernel/notes';
   t.ok(await exists(readOnly), `${readOnly} exists on this machine`);
-  const { rm, symlink } = await import('node:fs/promises');
   await rm(env.host.firmwareClassPathFile);
   await symlink(readOnly, env.host.firmwareClassPathFile);
   const r = await env.cli(['kmod', 'load', await cfgOf(env, { moduleName: 'kmm_fw', firmwarePath: '/firmware' }), '--firmware-path', '/lib/firmware']);
@@ -179,7 +175,6 @@ t.test('read-only firmware_class.path: exit 1 saying to mount /sys from the host
 t.test('firmware symlinks: relative links inside the tree are kept as links, others are skipped', async (t) => {
   const env = await makeEnv({ modules: ['kmm_fw'], firmware: { 'vendor/real-1.2.bin': 'REAL' } });
   t.teardown(env.cleanup);
-  const { symlink, readlink, lstat } = await import('node:fs/promises');
   await symlink('real-1.2.bin', join(env.shared, 'firmware/vendor/real.bin'));
   await symlink('/etc/passwd', join(env.shared, 'firmware/vendor/escape.bin'));
   await symlink('../../../outside', join(env.shared, 'firmware/vendor/up.bin'));
@@ -198,7 +193,6 @@ t.test('firmware symlinks: relative links inside the tree are kept as links, oth
 t.test('a symlink already at a firmware destination is replaced, never written through', async (t) => {
   const env = await makeEnv({ modules: ['kmm_fw'], firmware: { 'x.bin': 'NEW' } });
   t.teardown(env.cleanup);
-  const { symlink, lstat } = await import('node:fs/promises');
   const victim = join(env.work, 'victim.txt');
   await writeFile(victim, 'precious');
   await symlink(victim, env.host.path('/var/lib/firmware/x.bin'));

@@ -1,7 +1,7 @@
 import t from 'tap';
 import crypto from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat, utimes, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, utimes, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -199,7 +199,6 @@ t.test('a blob corrupted in the registry fails the pull and leaves nothing trust
   const blob = reg.blobPath(manifest.layers[0].digest);
   const data = await readFile(blob);
   data[data.length - 100] ^= 0xff;
-  const { writeFile } = await import('node:fs/promises');
   await writeFile(blob, data);
   const dir = await imagesDir();
   const res = await cli(['image', 'pull', `${reg.host}/corrupt:1`, '--kernel', KVER, '--images-dir', dir, '--json']);
