@@ -50,10 +50,9 @@ serve() {
     rc=$?
     { echo "@@OUT $id"; base64 < /tmp/.kmmvm-out; echo "@@ERR $id"; base64 < /tmp/.kmmvm-err; echo "@@RC $id $rc"; } >&4
   done
-  poweroff -f
 }
 serve &
 serve_pid=$!
-# reaps the orphans while the loop lives
+# reaps the orphans while the loop lives; when the host closes the channel, the loop ends and so does the guest
 while kill -0 $serve_pid 2>/dev/null; do wait $serve_pid; done
 poweroff -f
