@@ -2,7 +2,12 @@
  * Registry credentials from the places a KMM node has them (DESIGN §3, §5):
  *  - the pull-secrets dir: Kubernetes image pull secrets mounted as files named exactly `.dockerconfigjson`
  *    (`{"auths": {...}}`) or `.dockercfg` (the legacy `{host: {...}}` map), at any depth;
- *  - `--auth-file`: containers-auth.json or a docker config.json.
+ *  - `--auth-file`: containers-auth.json or a docker config.json; without it, the places podman, skopeo and the
+ *    kubelet read (containers-auth.json(5)): ${XDG_RUNTIME_DIR}/containers/auth.json,
+ *    $HOME/.config/containers/auth.json, $HOME/.docker/config.json (or $DOCKER_CONFIG/config.json), and the
+ *    kubelet's <host-root>/var/lib/kubelet/config.json.
+ * A docker config's `credHelpers` (per registry) and `credsStore` (default) name `docker-credential-<name>`
+ * programs (./cred-helper.ts): credHelpers first, then the files' entries, then credsStore.
  * Entries carry `auth` (base64 user:password), or `username`/`password`, or `identitytoken` (an OAuth2 refresh
  * token) or `registrytoken` (a ready bearer token). Keys are matched like podman does: the most specific of
  * `host/ns/repo`, `host/ns`, `host` wins; keys written with a scheme (`https://index.docker.io/v1/`) are reduced to
@@ -13,6 +18,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { UsageError } from '../errors.js';
+import { runCredentialHelper } from './cred-helper.js';
 import { DOCKER_HUB } from './reference.js';
 
 export interface Credential {
@@ -73,13 +79,35 @@ function toCredential(entry: AuthEntry, source: string, key: string, log?: Logge
   return c;
 }
 
+interface HelperConfig {
+  source: string;
+  /** normalised registry → helper name */
+  perRegistry: Map<string, string>;
+  /** credsStore */
+  fallback?: string;
+}
+
+/** What a credential helper is asked for: the registry as docker names it (Docker Hub by its old index URL). */
+function helperServerUrl(registry: string): string {
+  return registry === DOCKER_HUB ? 'https://index.docker.io/v1/' : registry;
+}
+
 export class CredentialStore {
   /** in priority order: earlier sources win for the same key */
   private readonly entries: Array<Map<string, Credential>> = [];
+  private readonly helpers: HelperConfig[] = [];
 
   add(source: string, doc: unknown, log?: Logger): number {
     if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return 0;
     const o = doc as Record<string, unknown>;
+    const perRegistry = new Map<string, string>();
+    if (o.credHelpers && typeof o.credHelpers === 'object') {
+      for (const [k, v] of Object.entries(o.credHelpers as Record<string, unknown>)) {
+        if (typeof v === 'string' && v) perRegistry.set(normalizeAuthKey(k), v);
+      }
+    }
+    const fallback = typeof o.credsStore === 'string' && o.credsStore ? o.credsStore : undefined;
+    if (perRegistry.size || fallback) this.helpers.push({ source, perRegistry, fallback });
     const auths = (o.auths && typeof o.auths === 'object' ? o.auths : 'auths' in o ? {} : o) as Record<string, unknown>;
     const map = new Map<string, Credential>();
     for (const [key, entry] of Object.entries(auths)) {
@@ -101,6 +129,34 @@ export class CredentialStore {
     for (const k of keys) {
       for (const m of this.entries) {
         const c = m.get(k);
+        if (c) return c;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * The credential for `registry/repository`, asking credential helpers where a config names them: a helper
+   * named for the registry (credHelpers) first, then the files' entries (lookup), then a default helper
+   * (credsStore).
+   */
+  async resolve(registry: string, repository: string, log?: Logger): Promise<Credential | undefined> {
+    const ask = async (name: string, source: string): Promise<Credential | undefined> => {
+      const c = await runCredentialHelper(name, helperServerUrl(registry), log);
+      return c ? { ...c, source: `${source} (docker-credential-${name})`, key: registry } : undefined;
+    };
+    for (const h of this.helpers) {
+      const name = h.perRegistry.get(registry);
+      if (name) {
+        const c = await ask(name, h.source);
+        if (c) return c;
+      }
+    }
+    const found = this.lookup(registry, repository);
+    if (found) return found;
+    for (const h of this.helpers) {
+      if (h.fallback) {
+        const c = await ask(h.fallback, h.source);
         if (c) return c;
       }
     }
@@ -151,7 +207,31 @@ async function readJson(file: string): Promise<unknown> {
 export interface CredentialSources {
   pullSecretsDir?: string;
   authFile?: string;
+  /** `--host-root`: where the kubelet's config.json is */
+  hostRoot?: string;
   log?: Logger;
+  /** the environment to read HOME, XDG_RUNTIME_DIR, DOCKER_CONFIG from (process.env by default) */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The auth files read when no --auth-file is given, in priority order (containers-auth.json(5), then kubelet). */
+export function defaultAuthFiles(src: Pick<CredentialSources, 'hostRoot' | 'env'>): string[] {
+  const env = src.env ?? process.env;
+  const home = env.HOME || '/root';
+  const out: string[] = [];
+  if (env.XDG_RUNTIME_DIR) out.push(path.join(env.XDG_RUNTIME_DIR, 'containers/auth.json'));
+  out.push(path.join(home, '.config/containers/auth.json'));
+  out.push(path.join(env.DOCKER_CONFIG || path.join(home, '.docker'), 'config.json'));
+  out.push(path.join(src.hostRoot ?? '/', 'var/lib/kubelet/config.json'));
+  return out;
+}
+
+/** Every place credentials are looked for, for the "no credentials" message. */
+export function credentialPlaces(src: CredentialSources): string[] {
+  return [
+    ...(src.pullSecretsDir ? [`pull secrets ${src.pullSecretsDir}`] : []),
+    ...(src.authFile ? [`auth file ${src.authFile}`] : defaultAuthFiles(src)),
+  ];
 }
 
 /** Reads every credential source; missing ones are fine (no secrets mounted), unreadable JSON is a UsageError. */
@@ -163,13 +243,14 @@ export async function loadCredentials(src: CredentialSources): Promise<Credentia
       src.log?.debug({ file, registries: n }, 'read pull secret');
     }
   }
-  if (src.authFile) {
+  for (const file of src.authFile ? [src.authFile] : defaultAuthFiles(src)) {
     try {
-      const n = store.add(src.authFile, await readJson(src.authFile), src.log);
-      src.log?.debug({ file: src.authFile, registries: n }, 'read auth file');
+      const n = store.add(file, await readJson(file), src.log);
+      src.log?.debug({ file, registries: n }, 'read auth file');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      src.log?.debug({ file: src.authFile }, 'auth file does not exist; no credentials from it');
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
+      if (src.authFile) src.log?.debug({ file }, 'auth file does not exist; no credentials from it');
     }
   }
   return store;

@@ -1,17 +1,23 @@
 /**
  * The entry point every image consumer uses: a reference (registry or `oci:` layout) → a ResolvedImage for the
- * wanted platform, and `resolveDigest` for the cache's `Always` policy.
+ * wanted platform, and `resolveDigest` for the cache's `Always` policy. Every command that pulls or inspects
+ * (kmod, run, image, preflight, day1) comes through here, so this is where the node's registries.conf applies:
+ * mirrors are tried in order, then the primary location; the image keeps its original reference, so the cache
+ * files it under the name the user gave.
  *
  *   const img = await openImage('quay.io/org/kmod:6.1.0', { authFile, pullSecretsDir, hostRoot, log });
  *   for (const layer of img.layers) (await img.openBlob(layer)).pipe(...)
  */
 import { createHash } from 'node:crypto';
+import { OperationError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { loadCredentials } from './credentials.js';
+import { credentialPlaces, loadCredentials } from './credentials.js';
 import { openLayoutImage, resolveLayoutDigest } from './layout-source.js';
 import { hostPlatform, parsePlatform } from './platform.js';
+import { pullLocations, type PullLocation } from './pull-locations.js';
 import { parseReference, type RegistryReference } from './reference.js';
+import { loadRegistriesConf } from './registries-conf.js';
 import { RegistryClient, type RetryPolicy } from './registry-client.js';
 import { openRegistryImage, resolveRegistryDigest } from './registry-source.js';
 import { registryTls } from './trust.js';
@@ -29,24 +35,25 @@ export type OpenImageOptions = ImageSourceOptions & {
  */
 const clients = new Map<string, RegistryClient>();
 
-async function clientFor(ref: RegistryReference, opts: OpenImageOptions, log: Logger): Promise<RegistryClient> {
-  const store = await loadCredentials({ pullSecretsDir: opts.pullSecretsDir, authFile: opts.authFile, log });
-  const credential = store.lookup(ref.registry, ref.repository);
-  const tls = await registryTls(opts.hostRoot ?? '/', ref.endpoint, log);
+async function clientFor(ref: RegistryReference, insecure: boolean, opts: OpenImageOptions, log: Logger)
+  : Promise<RegistryClient> {
+  const hostRoot = opts.hostRoot ?? '/';
+  const sources = { pullSecretsDir: opts.pullSecretsDir, authFile: opts.authFile, hostRoot, log };
+  const store = await loadCredentials(sources);
+  const credential = await store.resolve(ref.registry, ref.repository, log);
+  const tls = await registryTls(hostRoot, ref.endpoint, log);
   if (credential) log.debug({ registry: ref.registry, from: credential.source, key: credential.key }, 'using credentials');
   const credHash = credential
     ? createHash('sha256').update(JSON.stringify([credential.username, credential.password, credential.identityToken,
       credential.registryToken])).digest('hex')
     : '-';
-  const key = JSON.stringify([ref.endpoint, ref.registry, Boolean(opts.insecure), credHash, tls.extraCAs,
+  const key = JSON.stringify([ref.endpoint, ref.registry, insecure, credHash, tls.extraCAs,
     tls.clientCert?.cert ?? '', opts.retry ?? null]);
   let client = clients.get(key);
   if (!client) {
-    const hint = [opts.pullSecretsDir && `pull secrets ${opts.pullSecretsDir}`, opts.authFile && `auth file ${opts.authFile}`]
-      .filter(Boolean).join(', ');
     client = new RegistryClient({
-      registry: ref.registry, endpoint: ref.endpoint, insecure: opts.insecure, credential, tls, log,
-      credentialHint: hint || undefined, retry: opts.retry,
+      registry: ref.registry, endpoint: ref.endpoint, insecure, credential, tls, log,
+      credentialHint: `${credentialPlaces(sources).join(', ')}; give --auth-file`, retry: opts.retry,
     });
     clients.set(key, client);
   }
@@ -57,14 +64,50 @@ function wantedPlatform(opts: OpenImageOptions): Platform {
   return opts.platform ? parsePlatform(opts.platform) : hostPlatform();
 }
 
+/** The locations to try for a registry reference, by the host's registries.conf. */
+async function locationsOf(ref: RegistryReference, opts: OpenImageOptions, log: Logger): Promise<PullLocation[]> {
+  const conf = await loadRegistriesConf(opts.hostRoot ?? '/', log);
+  return pullLocations(ref, conf);
+}
+
+/**
+ * Runs `fn` against each location in turn until one succeeds. A mirror that fails (unreachable, missing the
+ * image, serving other bytes for a digest) is skipped with a warning; the primary's failure is the answer.
+ */
+async function firstServing<T>(ref: RegistryReference, opts: OpenImageOptions, log: Logger,
+  fn: (client: RegistryClient, at: RegistryReference) => Promise<T>): Promise<T> {
+  const locations = await locationsOf(ref, opts, log);
+  let lastError: unknown;
+  for (const loc of locations) {
+    try {
+      const client = await clientFor(loc.ref, Boolean(opts.insecure) || loc.insecure, opts, log);
+      const out = await fn(client, loc.ref);
+      if (locations.length > 1 || loc.ref.name !== ref.name) {
+        log.info({ image: ref.name, location: loc.ref.name },
+          loc.mirror ? 'image served by a mirror' : 'image served by its primary location');
+      }
+      return out;
+    } catch (err) {
+      opts.signal?.throwIfAborted();
+      if (!loc.mirror || err instanceof UsageError) throw err;
+      lastError = err;
+      log.warn({ image: ref.name, location: loc.ref.name, reason: err instanceof Error ? err.message : String(err) },
+        'mirror failed; trying the next location');
+    }
+  }
+  // only mirrors were allowed and none served: the last one's failure
+  throw lastError instanceof Error ? lastError : new OperationError(`image ${ref.name}: no location served it`);
+}
+
 /** Opens an image for reading: manifest (platform selected), config descriptor, layers, verified blobs. */
 export async function openImage(ref: string, opts: OpenImageOptions = {}): Promise<ResolvedImage> {
   const log = opts.log ?? silentLogger();
   const parsed = parseReference(ref);
   const want = wantedPlatform(opts);
   if (parsed.kind === 'oci') return openLayoutImage(parsed, want, log);
-  const client = await clientFor(parsed, opts, log);
-  return openRegistryImage(client, parsed, want, log, opts.signal);
+  const img = await firstServing(parsed, opts, log, (client, at) => openRegistryImage(client, at, want, log, opts.signal));
+  // reached through a mirror or a rewrite, it is still the image the user named
+  return { ...img, reference: parsed.name };
 }
 
 /**
@@ -76,8 +119,12 @@ export async function resolveDigest(ref: string, opts: OpenImageOptions = {}): P
   const parsed = parseReference(ref);
   if (opts.platform) parsePlatform(opts.platform);
   if (parsed.kind === 'oci') return resolveLayoutDigest(parsed);
-  const client = await clientFor(parsed, opts, log);
-  return resolveRegistryDigest(client, parsed, opts.signal);
+  if (parsed.digest) {
+    // no request, but a blocked registry or a broken registries.conf is still refused
+    await locationsOf(parsed, opts, log);
+    return parsed.digest;
+  }
+  return firstServing(parsed, opts, log, (client, at) => resolveRegistryDigest(client, at, opts.signal));
 }
 
 /** Closes the cached registry connections (a long-running process that is done with registries). */

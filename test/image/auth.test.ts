@@ -39,6 +39,12 @@ async function hostRootWithCA(kind: 'containers' | 'docker'): Promise<string> {
   return root;
 }
 
+/** A HOME without auth files, so the default places hold nothing; they are all named in the message. */
+const home = path.join(work, 'home');
+const noHome = { HOME: home, XDG_RUNTIME_DIR: '', DOCKER_CONFIG: '' };
+const lookedIn = (root: string) => [`${home}/.config/containers/auth.json`, `${home}/.docker/config.json`,
+  path.join(root, 'var/lib/kubelet/config.json')].join(', ');
+
 const KO = ['opt/lib/modules/6.1.0-test/kmm_a.ko', 'opt/lib/modules/6.1.0-test/kmm_b.ko'];
 
 t.test('Basic auth over TLS: CA from certs.d, credentials from an auth file or a pull secret', async (t) => {
@@ -74,10 +80,10 @@ t.test('Basic auth failures', async (t) => {
   t.equal(r.code, 1);
   t.equal(errorLine(r.stderr), `registry ${basic.host}: authentication failed for kmod: the credentials from ${wrong} were rejected`);
 
-  r = await cli(['--host-root', root, 'image', 'inspect', ref]);
+  r = await cli(['--host-root', root, 'image', 'inspect', ref], noHome);
   t.equal(r.code, 1);
   t.equal(errorLine(r.stderr), `registry ${basic.host} requires authentication for kmod and no credentials were found ` +
-    `for it (looked in pull secrets /nonexistent-kmm-secrets)`);
+    `for it (looked in pull secrets /nonexistent-kmm-secrets, ${lookedIn(root)}; give --auth-file)`);
 
   const good = await writeAuthFile(basic, path.join(work, 'good.json'));
   r = await cli(['--auth-file', good, 'image', 'inspect', ref]);
@@ -117,10 +123,10 @@ t.test('Bearer tokens', async (t) => {
   t.equal(errorLine(r.stderr), `registry ${token.host}: pull access to secret denied: the token does not grant 'pull' ` +
     `on it (insufficient scope) with the credentials from ${authFile}`);
 
-  r = await cli(['image', 'inspect', `${token.host}/kmod:v1`]);
+  r = await cli(['image', 'inspect', `${token.host}/kmod:v1`], noHome);
   t.equal(r.code, 1, 'anonymous');
   t.equal(errorLine(r.stderr), `registry ${token.host}: anonymous pull of kmod denied and no credentials were found for ` +
-    `it (looked in pull secrets /nonexistent-kmm-secrets)`);
+    `it (looked in pull secrets /nonexistent-kmm-secrets, ${lookedIn('/')}; give --auth-file)`);
 
   const wrong = await writeAuthFile({ ...token, password: 'nope-nope' }, path.join(work, 'token-wrong.json'));
   r = await cli(['--auth-file', wrong, 'image', 'inspect', `${token.host}/kmod:v1`]);
