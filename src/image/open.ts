@@ -15,6 +15,7 @@ import { silentLogger } from '../log.js';
 import { credentialPlaces, loadCredentials } from './credentials.js';
 import { openLayoutImage, resolveLayoutDigest } from './layout-source.js';
 import { hostPlatform, parsePlatform } from './platform.js';
+import { bypassesProxy, proxyDispatcher, proxyFailure, proxySettings, redactProxy, type ProxySettings } from './proxy.js';
 import { pullLocations, type PullLocation } from './pull-locations.js';
 import { parseReference, type RegistryReference } from './reference.js';
 import { loadRegistriesConf } from './registries-conf.js';
@@ -35,8 +36,15 @@ export type OpenImageOptions = ImageSourceOptions & {
  */
 const clients = new Map<string, RegistryClient>();
 
+/** The proxy settings a registry endpoint is reached with (none for loopback and NO_PROXY's CIDRs). */
+function proxyFor(endpoint: string): ProxySettings | undefined {
+  const s = proxySettings();
+  return s && !bypassesProxy(endpoint, s) ? s : undefined;
+}
+
 async function clientFor(ref: RegistryReference, insecure: boolean, opts: OpenImageOptions, log: Logger)
   : Promise<RegistryClient> {
+  const proxy = proxyFor(ref.endpoint);
   const hostRoot = opts.hostRoot ?? '/';
   const sources = { pullSecretsDir: opts.pullSecretsDir, authFile: opts.authFile, hostRoot, log };
   const store = await loadCredentials(sources);
@@ -47,14 +55,20 @@ async function clientFor(ref: RegistryReference, insecure: boolean, opts: OpenIm
     ? createHash('sha256').update(JSON.stringify([credential.username, credential.password, credential.identityToken,
       credential.registryToken])).digest('hex')
     : '-';
+  const proxyHash = proxy ? createHash('sha256').update(JSON.stringify(proxy)).digest('hex') : '-';
   const key = JSON.stringify([ref.endpoint, ref.registry, insecure, credHash, tls.extraCAs,
-    tls.clientCert?.cert ?? '', opts.retry ?? null]);
+    tls.clientCert?.cert ?? '', opts.retry ?? null, proxyHash]);
   let client = clients.get(key);
   if (!client) {
     client = new RegistryClient({
       registry: ref.registry, endpoint: ref.endpoint, insecure, credential, tls, log,
       credentialHint: `${credentialPlaces(sources).join(', ')}; give --auth-file`, retry: opts.retry,
+      ...(proxy ? { makeDispatcher: (o) => proxyDispatcher(o, proxy) } : {}),
     });
+    if (proxy) {
+      log.debug({ registry: ref.registry, httpsProxy: proxy.httpsProxy && redactProxy(proxy.httpsProxy),
+        httpProxy: proxy.httpProxy && redactProxy(proxy.httpProxy) }, 'registry traffic goes through a proxy');
+    }
     clients.set(key, client);
   }
   return client;
@@ -87,8 +101,10 @@ async function firstServing<T>(ref: RegistryReference, opts: OpenImageOptions, l
           loc.mirror ? 'image served by a mirror' : 'image served by its primary location');
       }
       return out;
-    } catch (err) {
+    } catch (e) {
       opts.signal?.throwIfAborted();
+      const proxy = proxyFor(loc.ref.endpoint);
+      const err = (proxy && proxyFailure(e, proxy, loc.ref.registry, loc.ref.endpoint)) || e;
       if (!loc.mirror || err instanceof UsageError) throw err;
       lastError = err;
       log.warn({ image: ref.name, location: loc.ref.name, reason: err instanceof Error ? err.message : String(err) },

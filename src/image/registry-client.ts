@@ -16,7 +16,7 @@ import { parseChallenges, type Challenge } from './challenge.js';
 import type { Credential } from './credentials.js';
 import { isLoopbackHost } from './reference.js';
 import { caBundle, type RegistryTls } from './trust.js';
-import { Agent, request } from './undici-parts.js';
+import { Agent, request, type AgentOptions } from './undici-parts.js';
 
 export interface RetryPolicy {
   /** total tries of one request, the first included */
@@ -41,6 +41,8 @@ export interface RegistryClientOptions {
   tls: RegistryTls;
   log: Logger;
   retry?: RetryPolicy;
+  /** builds the connection pool from the agent options (a proxying one); a plain undici Agent by default */
+  makeDispatcher?: (agentOpts: AgentOptions) => Dispatcher;
   /** per-request timeouts (ms) */
   headersTimeout?: number;
   bodyTimeout?: number;
@@ -147,7 +149,7 @@ class HttpStatusError extends Error {
 export class RegistryClient {
   private readonly opts: RegistryClientOptions;
   private readonly retry: RetryPolicy;
-  private readonly dispatcher: Agent;
+  private readonly dispatcher: Dispatcher;
   private base: string | undefined;
   private pinging: Promise<void> | undefined;
   private challenge: Challenge | undefined;
@@ -159,7 +161,7 @@ export class RegistryClient {
     this.opts = opts;
     this.retry = opts.retry ?? DEFAULT_RETRY;
     const ca = caBundle(opts.tls.extraCAs);
-    this.dispatcher = new Agent({
+    this.dispatcher = (opts.makeDispatcher ?? ((o: AgentOptions) => new Agent(o)))({
       connect: {
         ...(ca ? { ca } : {}),
         ...(opts.tls.clientCert ?? {}),

@@ -11,6 +11,7 @@ const require = createRequire(import.meta.url);
 
 export const Agent = require('undici/lib/dispatcher/agent.js') as typeof UndiciAgent;
 export type Agent = UndiciAgent;
+export type AgentOptions = UndiciAgent.Options;
 
 type ApiRequest = (this: Dispatcher, opts: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
 const apiRequest = require('undici/lib/api/api-request.js') as ApiRequest;

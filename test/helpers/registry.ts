@@ -35,6 +35,8 @@ export interface StartRegistryOptions {
   tokenPolicy?: TokenPolicy;
   /** token lifetime in seconds (token mode) */
   tokenTtl?: number;
+  /** more DNS names in the TLS certificate (a name only a test proxy resolves) */
+  tlsNames?: string[];
 }
 
 export interface RegistryRequest {
@@ -96,7 +98,7 @@ export interface TestCerts {
 }
 
 /** A CA and a server certificate for 127.0.0.1/localhost signed by it (EC P-256: fast to generate). */
-export function makeCerts(dir: string): TestCerts {
+export function makeCerts(dir: string, extraNames: string[] = []): TestCerts {
   fs.mkdirSync(dir, { recursive: true });
   const p = (f: string) => path.join(dir, f);
   const ossl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -106,7 +108,7 @@ export function makeCerts(dir: string): TestCerts {
   ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
     '-subj', '/CN=127.0.0.1', '-keyout', p('server.key'), '-out', p('server.csr'));
   fs.writeFileSync(p('server.ext'),
-    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n');
+    `subjectAltName=IP:127.0.0.1,DNS:localhost${extraNames.map((n) => `,DNS:${n}`).join('')}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
   ossl('x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial',
     '-days', '2', '-extfile', p('server.ext'), '-out', p('server.crt'));
   return { dir, caFile: p('ca.crt'), certFile: p('server.crt'), keyFile: p('server.key') };
@@ -152,7 +154,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   const logFile = path.join(work, 'registry.log');
   await fsp.mkdir(dataDir);
   const port = await freePort();
-  const certs = tls ? makeCerts(path.join(work, 'certs')) : undefined;
+  const certs = tls ? makeCerts(path.join(work, 'certs'), opts.tlsNames) : undefined;
 
   let username: string | undefined;
   let password: string | undefined;
