@@ -101,16 +101,18 @@ class FileReader {
     if (!o || typeof o !== 'object' || Array.isArray(o)) this.fail('[[registry]] must be a table', 'registry');
     const r = o as Record<string, unknown>;
     const location = this.str(r, 'location');
+    if (location) this.location(location, 'location');
     const prefix = this.str(r, 'prefix') || location;
     if (!prefix) this.fail('a [[registry]] has neither prefix nor location', '[[registry]]');
     const wildcard = prefix.startsWith('*.');
     if (wildcard && location) this.fail(`a wildcard prefix (${prefix}) must not have a location`, prefix);
-    if (!wildcard) this.location(prefix, 'prefix');
+    // a prefix may end in :tag or @digest (host/repo:tag): only that image
+    if (!wildcard) this.location(prefix.replace(/(\/[^/]*?)(@sha256:[a-f0-9]+|:[\w][\w.-]*)$/, '$1'), 'prefix');
     const mirrors = r.mirror === undefined ? [] : r.mirror;
     if (!Array.isArray(mirrors)) this.fail('mirror must be an array of tables ([[registry.mirror]])', 'mirror');
     return {
       prefix,
-      location: location ? this.location(location, 'location') : prefix,
+      location: location || prefix,
       insecure: this.bool(r, 'insecure'),
       blocked: this.bool(r, 'blocked'),
       mirrorByDigestOnly: this.bool(r, 'mirror-by-digest-only'),
