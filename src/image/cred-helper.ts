@@ -3,7 +3,6 @@
  * the server URL on stdin, `{"ServerURL", "Username", "Secret"}` on stdout. Run through execa with a timeout;
  * what a helper prints is a secret, so it never reaches a log line or a message (only its name and exit code do).
  */
-import { execa } from 'execa';
 import type { Logger } from '../log.js';
 
 export interface HelperCredential {
@@ -22,6 +21,8 @@ export async function runCredentialHelper(name: string, serverUrl: string, log?:
     log?.warn({ helper: name }, 'ignoring a credential helper whose name is not a plain program name');
     return undefined;
   }
+  // execa is loaded only when a config names a helper: a pull without one stays lean
+  const { execa } = await import('execa');
   const r = await execa(program, ['get'], {
     input: serverUrl, timeout: timeoutMs, reject: false, stripFinalNewline: true, all: false, extendEnv: true,
   });
