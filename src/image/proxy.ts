@@ -135,7 +135,7 @@ export function proxyFailure(err: unknown, s: ProxySettings, registry: string, e
   const refused = texts.map((t) => /Proxy response \((\d+)\) !== 200 when HTTP Tunneling/.exec(t)).find(Boolean);
   if (refused && s.httpsProxy) {
     return new OperationError(`registry ${registry}: the proxy ${redactProxy(s.httpsProxy)} refused to open a tunnel ` +
-      `to ${endpoint} (HTTP ${refused[1]})`, { cause: err });
+      `to ${endpoint} (HTTP ${refused[1]}${refused[1] === '407' ? ': proxy credentials missing or rejected' : ''})`, { cause: err });
   }
   for (const proxy of [s.httpsProxy, s.httpProxy]) {
     if (!proxy) continue;

@@ -94,6 +94,15 @@ t.test('a proxy that refuses CONNECT: exit 1 naming the proxy, never its credent
   t.equal(errorLine(r.stderr), `registry ${tlsName}: the proxy ${refusing.url} refused to open a tunnel to ${tlsName} (HTTP 403)`);
   t.ok(refusing.passed.some((p) => p.method === 'CONNECT' && p.status === 403));
 
+  const wrong = await inspect(`${tlsName}/kmod:v1`, { HTTPS_PROXY: proxy.url.replace('http://', 'http://corp-user:wrong@') });
+  t.equal(wrong.code, 1);
+  t.equal(errorLine(wrong.stderr), `registry ${tlsName}: the proxy ${proxy.url} refused to open a tunnel to ${tlsName} ` +
+    '(HTTP 407: proxy credentials missing or rejected)');
+
+  const down = await inspect(`${tlsName}/kmod:v1`, { HTTPS_PROXY: 'http://127.0.0.1:9' });
+  t.equal(down.code, 1);
+  t.equal(errorLine(down.stderr), `registry ${tlsName}: cannot reach the proxy http://127.0.0.1:9 (127.0.0.1:9)`);
+
   const bad = await inspect(`${tlsName}/kmod:v1`, { HTTPS_PROXY: 'http://[not a url' });
   t.equal(bad.code, 2, 'a malformed proxy URL is a usage error');
   t.match(errorLine(bad.stderr), /^HTTPS_PROXY \(or https_proxy\) is not a proxy URL/);
