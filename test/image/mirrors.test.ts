@@ -10,6 +10,7 @@ import path from 'node:path';
 import { startRegistry, writeAuthFile } from '../helpers/registry.js';
 import { buildLayout, pushImage, kmodLayers } from '../helpers/images.js';
 import { frontServer } from './proxies.js';
+import { stringify } from 'yaml';
 import { cli, errorLine, allStderr } from './cli.js';
 
 const work = await fs.mkdtemp(path.join(os.tmpdir(), 'kmm-mirrors-'));
@@ -223,6 +224,32 @@ t.test('an image pulled through a mirror is cached under its original reference'
     '--pull-policy', 'IfNotPresent']);
   t.equal(r.code, 0, errorLine(r.stderr));
   t.equal((JSON.parse(r.stdout || '{}') as { fromCache?: boolean }).fromCache, true);
+});
+
+t.test('preflight validates a Module whose image only a mirror serves; a blocked one fails with the reason', async (t) => {
+  const root = await hostRoot(`
+[[registry]]
+prefix = "registry.invalid/org"
+[[registry.mirror]]
+location = "${mirror.host}/mirrored/org"
+[[registry]]
+prefix = "registry.invalid/forbidden"
+blocked = true
+`);
+  const mod = (name: string, image: string) => ({
+    apiVersion: 'kmm.sigs.x-k8s.io/v1beta1', kind: 'Module', metadata: { name, namespace: 'kmm' },
+    spec: { selector: {}, moduleLoader: { container: { modprobe: { moduleName: 'kmm_a' },
+      kernelMappings: [{ literal: '6.1.0-test', containerImage: image }] } } },
+  });
+  const file = path.join(work, 'modules.yaml');
+  await fs.writeFile(file, [mod('mirrored', `${PRIMARY}@${digest}`), mod('blocked', 'registry.invalid/forbidden/kmod:v1')]
+    .map((d) => stringify(d)).join('---\n'));
+  const r = await cli(['--host-root', root, 'preflight', '--kernel', '6.1.0-test', '--module', file, '--json']);
+  const report = JSON.parse(r.stdout || '{"modules":[]}') as { modules: Array<{ name: string; verificationStatus: string; statusReason: string }> };
+  const by = Object.fromEntries(report.modules.map((m) => [m.name, m]));
+  t.equal(by.mirrored?.verificationStatus, 'Success', by.mirrored?.statusReason ?? r.stderr);
+  t.equal(by.blocked?.verificationStatus, 'Failure');
+  t.match(by.blocked?.statusReason ?? '', /registry\.invalid\/forbidden is blocked in /);
 });
 
 t.test('no secret in any log line', async (t) => {
