@@ -91,6 +91,7 @@ async function locationsOf(ref: RegistryReference, opts: OpenImageOptions, log: 
 async function firstServing<T>(ref: RegistryReference, opts: OpenImageOptions, log: Logger,
   fn: (client: RegistryClient, at: RegistryReference) => Promise<T>): Promise<T> {
   const locations = await locationsOf(ref, opts, log);
+  let failedMirrors = 0;
   let lastError: unknown;
   for (const loc of locations) {
     try {
@@ -105,13 +106,21 @@ async function firstServing<T>(ref: RegistryReference, opts: OpenImageOptions, l
       opts.signal?.throwIfAborted();
       const proxy = proxyFor(loc.ref.endpoint);
       const err = (proxy && proxyFailure(e, proxy, loc.ref.registry, loc.ref.endpoint)) || e;
-      if (!loc.mirror || err instanceof UsageError) throw err;
+      if (err instanceof UsageError) throw err;
+      if (!loc.mirror) {
+        if (failedMirrors === 0 || !(err instanceof OperationError)) throw err;
+        // the primary's failure is the answer, but a disconnected node's admin must learn the mirrors failed too
+        const s = failedMirrors === 1 ? '' : 's';
+        throw new OperationError(`${err.message} (after ${failedMirrors} mirror${s} failed; see the warnings)`,
+          { cause: err, detail: err.detail });
+      }
+      failedMirrors++;
       lastError = err;
       log.warn({ image: ref.name, location: loc.ref.name, reason: err instanceof Error ? err.message : String(err) },
         'mirror failed; trying the next location');
     }
   }
-  // only mirrors were allowed and none served: the last one's failure
+  // not reached: the primary is always the last location
   throw lastError instanceof Error ? lastError : new OperationError(`image ${ref.name}: no location served it`);
 }
 

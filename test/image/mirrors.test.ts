@@ -149,6 +149,12 @@ location = "${mirror.host}/mirrored/org"
   t.ok(warn, 'a warning names the lying mirror');
   t.match(String(warn?.reason ?? ''), /does not match its digest/);
   t.equal(servedBy(r.stderr), `${mirror.host}/mirrored/org/kmod@${digest}`);
+
+  // only the liar: the primary's failure is the answer, and it says a mirror failed first
+  const only = await hostRoot(`[[registry]]\nprefix = "registry.invalid/org"\n[[registry.mirror]]\nlocation = "${liar.host}/org"\n`);
+  const f = await inspect(only, `${PRIMARY}@${digest}`);
+  t.equal(f.code, 1);
+  t.match(errorLine(f.stderr), /^registry registry\.invalid: .*ENOTFOUND.* \(after 1 mirror failed; see the warnings\)$/);
 });
 
 t.test('location rewrites the primary; a blocked registry is exit 2', async (t) => {
