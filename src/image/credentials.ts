@@ -79,6 +79,26 @@ function toCredential(entry: AuthEntry, source: string, key: string, log?: Logge
   return c;
 }
 
+/**
+ * A kubelet-style globbed key (`*.example.com[:port][/path]`): each `*` stands for one DNS label's worth of
+ * characters, the label count and port must be equal, and the path must be a prefix of the repository.
+ */
+function globMatches(key: string, registry: string, repository: string): boolean {
+  const slash = key.indexOf('/');
+  const keyHost = slash < 0 ? key : key.slice(0, slash);
+  const keyPath = slash < 0 ? '' : key.slice(slash + 1);
+  const [kName, kPort = ''] = keyHost.split(':') as [string, string?];
+  const [rName, rPort = ''] = registry.split(':') as [string, string?];
+  if (kPort !== rPort) return false;
+  const kLabels = kName.split('.');
+  const rLabels = rName.split('.');
+  if (kLabels.length !== rLabels.length) return false;
+  const labelOk = (k: string, r: string) =>
+    new RegExp(`^${k.split('*').map((x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[^.]*')}$`).test(r);
+  if (!kLabels.every((k, i) => labelOk(k, rLabels[i]!))) return false;
+  return keyPath === '' || repository === keyPath || repository.startsWith(`${keyPath}/`);
+}
+
 interface HelperConfig {
   source: string;
   /** normalised registry → helper name */
@@ -130,6 +150,12 @@ export class CredentialStore {
       for (const m of this.entries) {
         const c = m.get(k);
         if (c) return c;
+      }
+    }
+    // the kubelet's config.json may hold globbed hosts (*.azurecr.io): after every exact key, as the kubelet does
+    for (const m of this.entries) {
+      for (const [k, c] of m) {
+        if (k.includes('*') && globMatches(k, registry, repository)) return c;
       }
     }
     return undefined;

@@ -68,3 +68,21 @@ t.test('the pull-secrets dir: only the two file names, any depth, kubelet copies
   await t.rejects(loadCredentials({ authFile: path.join(dir, 'bad.json') }), {
     name: 'UsageError', message: `${path.join(dir, 'bad.json')} is not valid JSON (expected a docker config / containers-auth.json)` });
 });
+
+t.test('kubelet-style globbed keys: one label per *, same port, path prefix; exact keys first', async (t) => {
+  const s = new CredentialStore();
+  const b64 = (v: string) => Buffer.from(v).toString('base64');
+  s.add('/var/lib/kubelet/config.json', { auths: {
+    '*.azurecr.io': { auth: b64('glob:p1') },
+    'exact.azurecr.io': { auth: b64('exact:p2') },
+    'x*.corp:5000/team': { username: 'team', password: 'p3' },
+  } });
+  t.match(s.lookup('mine.azurecr.io', 'k'), { username: 'glob' });
+  t.match(s.lookup('exact.azurecr.io', 'k'), { username: 'exact' });
+  t.equal(s.lookup('a.b.azurecr.io', 'k'), undefined, 'one label per *');
+  t.equal(s.lookup('azurecr.io', 'k'), undefined, 'not the apex');
+  t.match(s.lookup('xy.corp:5000', 'team/k'), { username: 'team' });
+  t.equal(s.lookup('xy.corp:5000', 'other/k'), undefined, 'path prefix');
+  t.equal(s.lookup('xy.corp', 'team/k'), undefined, 'port must match');
+  t.equal(s.lookup('y.corp:5000', 'team/k'), undefined, 'x* needs the x');
+});
