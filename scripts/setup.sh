@@ -9,6 +9,7 @@ packages=(
   kmod                 # modprobe / modinfo / depmod
   docker-registry      # the real OCI registry the tests start on 127.0.0.1
   skopeo umoci         # independent image producers
+  podman               # `podman login` writes auth.json where the credential tests look for it
   apache2-utils        # htpasswd for the Basic-auth registry
   openssl              # test CA and certificates
   socat                # guest-to-host forwarding for the VM
