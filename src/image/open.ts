@@ -62,7 +62,7 @@ async function clientFor(ref: RegistryReference, insecure: boolean, opts: OpenIm
   if (!client) {
     client = new RegistryClient({
       registry: ref.registry, endpoint: ref.endpoint, insecure, credential, tls, log,
-      credentialHint: `${credentialPlaces(sources).join(', ')}; give --auth-file`, retry: opts.retry,
+      credentialHint: `${credentialPlaces(sources).join(', ')}${opts.authFile ? '' : '; give --auth-file'}`, retry: opts.retry,
       ...(proxy ? { makeDispatcher: (o) => proxyDispatcher(o, proxy) } : {}),
     });
     if (proxy) {

@@ -95,6 +95,13 @@ t.test('credHelpers and credsStore run docker-credential-<name>; its output is n
   t.equal(r.code, 1);
   t.match(r.stderr, /"helper":"docker-credential-broken".*"exitCode":3/);
   t.match(errorLine(r.stderr), /no credentials were found for it \(looked in .*; give --auth-file\)$/);
+
+  // with --auth-file, only that file is read, and the message names it
+  const given = path.join(work, 'absent-auth.json');
+  const g = await cli(['image', 'inspect', ref, '--auth-file', given], { ...env, PATH });
+  t.equal(g.code, 1);
+  t.equal(errorLine(g.stderr), `registry ${reg.host} requires authentication for kmod and no credentials were found for ` +
+    `it (looked in pull secrets /nonexistent-kmm-secrets, auth file ${given})`);
 });
 
 t.test('a helper that hangs is stopped by the timeout; a missing helper is a warning', async (t) => {
