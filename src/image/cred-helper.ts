@@ -24,7 +24,9 @@ export async function runCredentialHelper(name: string, serverUrl: string, log?:
   // execa is loaded only when a config names a helper: a pull without one stays lean
   const { execa } = await import('execa');
   const r = await execa(program, ['get'], {
-    input: serverUrl, timeout: timeoutMs, reject: false, stripFinalNewline: true, all: false, extendEnv: true,
+    input: serverUrl, timeout: timeoutMs, reject: false, stripFinalNewline: true, extendEnv: true,
+    // a credential is a few hundred bytes; a helper that floods is cut off
+    maxBuffer: 1 << 20,
   });
   if (r.timedOut) {
     log?.warn({ helper: program, registry: serverUrl, timeoutMs }, 'credential helper timed out; no credentials from it');
