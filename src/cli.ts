@@ -11,7 +11,7 @@ import type { ImageLsFlags, ImagePruneFlags } from './commands/image-store.js';
 import type { PreflightFlags } from './commands/preflight.js';
 import type { Day1LoadFlags, Day1MachineConfigFlags, Day1PullFlags } from './commands/day1.js';
 import type { Context, GlobalOptions } from './context.js';
-import { InterruptedError, OperationError, UsageError, exitCodeOf, oneLine } from './errors.js';
+import { InterruptedError, OperationError, UsageError, cutEchoes, exitCodeOf, oneLine } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 
 type Opts = Record<string, unknown>;
@@ -102,6 +102,8 @@ export function buildProgram(): Command {
     .description('Node-side agent of Kernel Module Management: pull kmod images, install firmware, load modules')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
+    // commander's own errors echo the argument too ("unknown option '...'")
+    .configureOutput({ outputError: (text, write) => write(text.split('\n').map(cutEchoes).join('\n')) })
     .addOption(new Option('--host-root <dir>', "resolve the node's own paths under DIR").env('KMM_HOST_ROOT').default('/'))
     .addOption(new Option('--modprobe <path>', 'the modprobe binary').env('KMM_MODPROBE').default('modprobe'))
     .addOption(new Option('--images-dir <dir>', 'image cache and Day-1 store').env('KMM_IMAGES_DIR').default('/var/lib/kmm/images'))
@@ -305,7 +307,7 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (err instanceof UsageError) {
-      process.stderr.write(`kmm-worker: ${err.message}\n`);
+      process.stderr.write(`kmm-worker: ${oneLine(err)}\n`);
       process.exitCode = 2;
       return;
     }
