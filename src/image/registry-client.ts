@@ -278,11 +278,22 @@ export class RegistryClient {
       this.opts.log.warn({ registry: this.registry, scheme: this.base.split(':')[0] },
         'insecure pull: TLS certificates are not verified and plain HTTP is allowed for this registry');
     }
-    if (res.statusCode === 401) this.challenge = this.pickChallenge(res.headers);
+    if (res.statusCode === 401) this.challenge = this.registryChallenge(res);
   }
 
-  private pickChallenge(headers: IncomingHttpHeaders): Challenge | undefined {
-    const cs = parseChallenges(headers['www-authenticate']);
+  /** Whether a response came from the registry itself, not from a host it redirected to. */
+  private fromRegistry(res: RegistryResponse): boolean {
+    return this.base !== undefined && new URL(res.url).origin === new URL(this.base).origin;
+  }
+
+  /**
+   * The auth challenge of a response, only when the registry's own origin sent it. A challenge decides where
+   * the user's credentials go (Basic to the registry, or to the token realm it names), so a host the registry
+   * redirected to (a CDN, object storage) never gets to choose.
+   */
+  private registryChallenge(res: RegistryResponse): Challenge | undefined {
+    if (!this.fromRegistry(res)) return undefined;
+    const cs = parseChallenges(res.headers['www-authenticate']);
     return cs.find((c) => c.scheme === 'bearer') ?? cs.find((c) => c.scheme === 'basic');
   }
 
@@ -395,9 +406,11 @@ export class RegistryClient {
         }
         return r;
       });
+      const ok = (res.statusCode >= 200 && res.statusCode < 300) || o.accept?.includes(res.statusCode);
+      if (!ok && !this.fromRegistry(res)) throw await this.redirectTargetError(res, o);
       if (res.statusCode === 401 && !reauthed) {
         // the registry may ask for a different realm/scheme than the ping said, or a token expired early
-        const ch = this.pickChallenge(res.headers);
+        const ch = this.registryChallenge(res);
         const insufficient = ch?.params.error === 'insufficient_scope';
         if (ch && !insufficient && (ch.scheme !== this.challenge?.scheme || !authz || ch.scheme === 'bearer')) {
           await res.body.dump();
@@ -406,9 +419,20 @@ export class RegistryClient {
           continue;
         }
       }
-      if ((res.statusCode >= 200 && res.statusCode < 300) || o.accept?.includes(res.statusCode)) return res;
+      if (ok) return res;
       throw await this.statusError(res, o, Boolean(authz));
     }
+  }
+
+  /** A failure answered by a host the registry redirected to: named as such, and its challenge not followed. */
+  private async redirectTargetError(res: RegistryResponse, o: SendOptions): Promise<OperationError> {
+    await res.body.dump().catch(() => undefined);
+    const host = new URL(res.url).host;
+    const why = res.statusCode === 401
+      ? '; its authentication challenge is not answered (credentials go only to the registry and the token realm it announced)'
+      : '';
+    return new OperationError(`registry ${this.registry}: ${o.what}: HTTP ${res.statusCode} from ${host}, where the ` +
+      `registry redirected it${why}`);
   }
 
   private async statusError(res: RegistryResponse, o: SendOptions, hadAuth: boolean): Promise<OperationError> {
@@ -416,7 +440,7 @@ export class RegistryClient {
     const cred = this.opts.credential;
     const d = detail ? ` (${detail})` : '';
     if (res.statusCode === 401) {
-      const ch = this.pickChallenge(res.headers);
+      const ch = this.registryChallenge(res);
       if ((ch?.params.error === 'insufficient_scope' || ch?.scheme === 'bearer') && !cred) {
         return new OperationError(`registry ${this.registry}: anonymous pull of ${o.repository} denied and no ` +
           `credentials were found for it${this.hint()}`);
