@@ -180,6 +180,7 @@ export function buildProgram(): Command {
     .option('--platform <os/arch[/variant]>', 'platform to select from an index')
     .option('--insecure', 'allow plain HTTP and unverified TLS for this registry')
     .option('--json', 'print one JSON object on stdout')
+    .option('--timeout <duration>', 'give up the whole pull after this long (e.g. 90s, 10m)', '10m')
     .action(
       act(async (ctx, [ref], flags) => {
         const m = await import('./commands/image-pull.js');
@@ -192,6 +193,7 @@ export function buildProgram(): Command {
     .option('--platform <os/arch[/variant]>', 'platform to select from an index')
     .option('--insecure', 'allow plain HTTP and unverified TLS for this registry')
     .option('--json', 'print one JSON object on stdout')
+    .option('--timeout <duration>', 'give up after this long (e.g. 90s, 10m)', '10m')
     .action(
       act(async (ctx, [ref], flags) => {
         const m = await import('./commands/image-inspect.js');

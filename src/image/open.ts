@@ -12,6 +12,7 @@ import { loadCredentials } from './credentials.js';
 import { openLayoutImage, resolveLayoutDigest } from './layout-source.js';
 import { hostPlatform, parsePlatform } from './platform.js';
 import { parseReference, type RegistryReference } from './reference.js';
+import { netLimitsFromEnv, type NetLimits } from './net-limits.js';
 import { RegistryClient, type RetryPolicy } from './registry-client.js';
 import { openRegistryImage, resolveRegistryDigest } from './registry-source.js';
 import { registryTls } from './trust.js';
@@ -21,6 +22,8 @@ export type OpenImageOptions = ImageSourceOptions & {
   log?: Logger;
   /** tests: faster retries */
   retry?: RetryPolicy;
+  /** per-attempt time bounds; from KMM_NET_LIMITS or the defaults when absent */
+  limits?: NetLimits;
 };
 
 /**
@@ -38,15 +41,16 @@ async function clientFor(ref: RegistryReference, opts: OpenImageOptions, log: Lo
     ? createHash('sha256').update(JSON.stringify([credential.username, credential.password, credential.identityToken,
       credential.registryToken])).digest('hex')
     : '-';
+  const limits = opts.limits ?? netLimitsFromEnv();
   const key = JSON.stringify([ref.endpoint, ref.registry, Boolean(opts.insecure), credHash, tls.extraCAs,
-    tls.clientCert?.cert ?? '', opts.retry ?? null]);
+    tls.clientCert?.cert ?? '', opts.retry ?? null, limits]);
   let client = clients.get(key);
   if (!client) {
     const hint = [opts.pullSecretsDir && `pull secrets ${opts.pullSecretsDir}`, opts.authFile && `auth file ${opts.authFile}`]
       .filter(Boolean).join(', ');
     client = new RegistryClient({
       registry: ref.registry, endpoint: ref.endpoint, insecure: opts.insecure, credential, tls, log,
-      credentialHint: hint || undefined, retry: opts.retry,
+      credentialHint: hint || undefined, retry: opts.retry, limits,
     });
     clients.set(key, client);
   }

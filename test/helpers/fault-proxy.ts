@@ -92,7 +92,7 @@ export type Fault =
   | { fault: 'reset'; afterBytes: number }
   /** send the headers (with the full Content-Length) and `afterBytes` bytes, then close cleanly (FIN) */
   | { fault: 'truncate'; afterBytes: number }
-  /** slow-loris: the body one byte at a time, `bytesPerSecond` of them per second */
+  /** slow-loris: the body trickles at `bytesPerSecond` (one byte at a time below 10 B/s) */
   | { fault: 'slow'; bytesPerSecond: number }
   /** accept the request and never answer */
   | { fault: 'hang-before-headers' }
@@ -154,14 +154,16 @@ export async function frontServer(targetUrl: string, intercept: (req: http.Incom
           continue;
         }
         if (fault.fault === 'slow') {
-          for (const byte of c) {
+          // a tenth of a second's worth at a time (one byte at a time below 10 B/s)
+          const step = Math.max(1, Math.floor(fault.bytesPerSecond / 10));
+          for (let i = 0; i < c.length; i += step) {
             if (res.destroyed) return;
-            res.write(Buffer.of(byte));
+            res.write(c.subarray(i, i + step));
             await new Promise<void>((r) => {
               const tm = setTimeout(() => {
                 timers.delete(tm);
                 r();
-              }, 1000 / fault.bytesPerSecond);
+              }, (step * 1000) / fault.bytesPerSecond);
               timers.add(tm);
             });
           }
