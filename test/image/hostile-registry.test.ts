@@ -12,7 +12,11 @@ import path from 'node:path';
 import { startRegistry, writeAuthFile } from '../helpers/registry.js';
 import { buildLayout, pushImage, kmodLayers } from '../helpers/images.js';
 import { evilServer, frontServer, type Fault } from '../helpers/fault-proxy.js';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
 import { openImage } from '../../src/image/open.js';
+import { OCI_MANIFEST } from '../../src/image/media-types.js';
 import { netLimitsFromEnv } from '../../src/image/net-limits.js';
 import { parseTimeout } from '../../src/image/deadline.js';
 import { allStderr, cli, errorLine } from './cli.js';
@@ -172,6 +176,80 @@ t.test('F3: stalls fail each attempt, are retried like resets, and end in one li
     }
     const bad = await cli(['image', 'inspect', `${reg.host}/kmod:big`], { KMM_NET_LIMITS: 'window=soon' });
     t.equal(bad.code, 2);
+  });
+});
+
+t.test('F10: documents from a registry are bounded in size and nesting', async (t) => {
+  const reg = await startRegistry();
+  t.teardown(() => reg.stop());
+  const digest = await pushImage(img, reg, 'kmod:v1');
+  const m = await request(`${reg.url}/v2/kmod/manifests/${digest}`, { headers: { accept: OCI_MANIFEST } });
+  const manifest = JSON.parse(await m.body.text()) as Record<string, unknown>;
+  const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+
+  t.test('a manifest nested 100,000 levels deep', async (t) => {
+    const body = JSON.stringify({ ...manifest, annotations: { x: 'PLACEHOLDER' } }).replace('"PLACEHOLDER"', deep(100_000));
+    const front = await frontServer(reg.url, (req) => req.url!.includes('/manifests/')
+      ? { status: 200, headers: { 'content-type': OCI_MANIFEST }, body } : undefined);
+    t.teardown(() => front.close());
+    const r = await cli(['image', 'inspect', `${front.host}/kmod:v1`, '--json']);
+    t.equal(r.code, 1);
+    t.match(errorLine(r.stderr), new RegExp(`^image ${front.host}/kmod:v1: manifest sha256:[a-f0-9]{64} nests deeper than ` +
+      `64 levels; refused$`));
+    t.notMatch(r.stderr, /call stack/);
+    // 60 levels: deeper than any real manifest, still accepted
+    const ok = JSON.stringify({ ...manifest, annotations: { x: 'PLACEHOLDER' } }).replace('"PLACEHOLDER"', deep(60));
+    const front2 = await frontServer(reg.url, (req) => req.url!.includes('/manifests/')
+      ? { status: 200, headers: { 'content-type': OCI_MANIFEST }, body: ok } : undefined);
+    t.teardown(() => front2.close());
+    const r2 = await cli(['image', 'inspect', `${front2.host}/kmod:v1`, '--json']);
+    t.equal(r2.code, 0, errorLine(r2.stderr));
+  });
+
+  t.test('a manifest larger than 4 MiB', async (t) => {
+    const body = JSON.stringify({ ...manifest, annotations: { x: 'y'.repeat(5 << 20) } });
+    const front = await frontServer(reg.url, (req) => req.url!.includes('/manifests/')
+      ? { status: 200, headers: { 'content-type': OCI_MANIFEST }, body } : undefined);
+    t.teardown(() => front.close());
+    const r = await cli(['image', 'inspect', `${front.host}/kmod:v1`]);
+    t.equal(r.code, 1);
+    t.equal(errorLine(r.stderr), `image ${front.host}/kmod:v1: manifest larger than ${4 << 20} bytes`);
+  });
+
+  // a registry whose Bearer realm hands out hostile token responses
+  const tokenBodies: string[] = [];
+  const realm = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(tokenBodies.shift() ?? '{"token":"t"}');
+  });
+  realm.listen(0, '127.0.0.1');
+  await once(realm, 'listening');
+  t.teardown(() => new Promise<void>((r) => {
+    realm.closeAllConnections();
+    realm.close(() => r());
+  }));
+  const realmHost = `127.0.0.1:${(realm.address() as AddressInfo).port}`;
+  const front = await frontServer(reg.url, (req) => req.headers.authorization ? undefined : {
+    status: 401, headers: { 'www-authenticate': `Bearer realm="http://${realmHost}/token",service="s"` } });
+  t.teardown(() => front.close());
+
+  t.test('a token response larger than 1 MiB', async (t) => {
+    tokenBodies.push(JSON.stringify({ token: 'x'.repeat(2 << 20) }));
+    const r = await cli(['image', 'inspect', `${front.host}/kmod:v1`]);
+    t.equal(r.code, 1);
+    t.equal(errorLine(r.stderr), `registry ${front.host}: the token server ${realmHost} sent a response larger than ` +
+      `${1 << 20} bytes`);
+  });
+
+  t.test('a token response nested 100,000 levels deep', async (t) => {
+    tokenBodies.push(`{"token":"t","x":${deep(100_000)}}`);
+    const r = await cli(['image', 'inspect', `${front.host}/kmod:v1`]);
+    t.equal(r.code, 1);
+    t.equal(errorLine(r.stderr), `registry ${front.host}: the token response of ${realmHost} nests deeper than 64 ` +
+      `levels; refused`);
+    tokenBodies.length = 0;
+    const ok = await cli(['image', 'inspect', `${front.host}/kmod:v1`, '--json']);
+    t.equal(ok.code, 0, `a plain token works: ${errorLine(ok.stderr)}`);
   });
 });
 
