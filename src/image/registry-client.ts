@@ -139,7 +139,8 @@ function registryErrorText(body: Buffer | undefined): string | undefined {
     const e = doc.errors?.[0];
     // a registry's words go into a one-line message: strings only, no line breaks, bounded
     const words = [e?.code, e?.message].filter((w): w is string => typeof w === 'string' && w !== '')
-      .map((w) => w.replace(/\s+/g, ' ').slice(0, 300));
+      // control characters (ANSI escapes) from a registry must not reach a terminal or an Event
+      .map((w) => w.replace(/\s+/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').slice(0, 300));
     if (words.length) return words.join(': ');
   } catch {
     // not JSON (or cut short): the status says enough

@@ -216,6 +216,18 @@ t.test('F10: documents from a registry are bounded in size and nesting', async (
     t.equal(errorLine(r.stderr), `image ${front.host}/kmod:v1: manifest larger than ${4 << 20} bytes`);
   });
 
+  t.test("a registry's error message: no control characters, bounded", async (t) => {
+    const body = JSON.stringify({ errors: [{ code: 'DENIED', message: `\u001b[31mred\u0007 ${'m'.repeat(10_000)}` }] });
+    const front = await frontServer(reg.url, (req) => req.url!.includes('/manifests/')
+      ? { status: 403, headers: { 'content-type': 'application/json' }, body } : undefined);
+    t.teardown(() => front.close());
+    const r = await cli(['image', 'inspect', `${front.host}/kmod:v1`]);
+    t.equal(r.code, 1);
+    const line = errorLine(r.stderr);
+    t.match(line, new RegExp(`^registry ${front.host}: access to kmod denied \\(HTTP 403\\) \\(DENIED: \\?\\[31mred\\? m+…$`));
+    t.ok(line.length < 300, `${line.length} characters`);
+  });
+
   // a registry whose Bearer realm hands out hostile token responses
   const tokenBodies: string[] = [];
   const realm = http.createServer((_req, res) => {
