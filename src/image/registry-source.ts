@@ -20,7 +20,6 @@ function header(res: RegistryResponse, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-
 async function notFound(client: RegistryClient, res: RegistryResponse, ref: RegistryReference, what: string)
   : Promise<OperationError> {
   let code: unknown = '';
