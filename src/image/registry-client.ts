@@ -393,7 +393,16 @@ export class RegistryClient {
     } catch {
       throw new OperationError(`registry ${this.registry}: Bearer challenge with an invalid realm`);
     }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new OperationError(`registry ${this.registry}: Bearer challenge with an invalid realm`);
+    }
     const cred = this.opts.credential;
+    if (cred && url.protocol === 'http:' && this.base?.startsWith('https:') && !this.opts.insecure) {
+      // a registry reached over verified TLS must not have its credentials cross the network in clear text
+      throw new OperationError(`registry ${this.registry} is reached over HTTPS but names a plain-HTTP token realm ` +
+        `(${url.host}); the credentials from ${cred.source} are not sent unencrypted (insecurePull: true or --insecure ` +
+        `allows it)`);
+    }
     const what = `token request to ${url.host}`;
     const tooLarge = () => new OperationError(`registry ${this.registry}: the token server ${url.host} sent a response ` +
       `larger than ${MAX_TOKEN_RESPONSE_BYTES} bytes`);

@@ -52,6 +52,25 @@ t.test('F1: a redirect target that answers 401 with its own challenge gets no cr
   }
 });
 
+t.test('credentials never cross the network in clear text from an HTTPS registry to a plain-HTTP realm', async (t) => {
+  const reg = await startRegistry({ auth: 'token', tls: true });
+  t.teardown(() => reg.stop());
+  await pushImage(img, reg, 'kmod:v1');
+  const authFile = await writeAuthFile(reg, path.join(work, 'tls-token-auth.json'));
+  const ts = reg.tokenServer!;
+  const before = ts.requests.length;
+  const env = { NODE_EXTRA_CA_CERTS: reg.caFile! };
+  const r = await cli(['--auth-file', authFile, 'image', 'inspect', `${reg.host}/kmod:v1`], env);
+  t.equal(r.code, 1);
+  t.equal(errorLine(r.stderr), `registry ${reg.host} is reached over HTTPS but names a plain-HTTP token realm ` +
+    `(${new URL(ts.realm).host}); the credentials from ${authFile} are not sent unencrypted (insecurePull: true or ` +
+    `--insecure allows it)`);
+  t.equal(ts.requests.length, before, 'the realm received nothing');
+  const ok = await cli(['--auth-file', authFile, 'image', 'inspect', `${reg.host}/kmod:v1`, '--insecure', '--json'], env);
+  t.equal(ok.code, 0, `--insecure allows it: ${errorLine(ok.stderr)}`);
+  t.equal(ts.requests.length, before + 1);
+});
+
 t.test('F10: documents from a registry are bounded in size and nesting', async (t) => {
   const reg = await startRegistry();
   t.teardown(() => reg.stop());
