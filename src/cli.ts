@@ -11,7 +11,7 @@ import type { ImageLsFlags, ImagePruneFlags } from './commands/image-store.js';
 import type { PreflightFlags } from './commands/preflight.js';
 import type { Day1LoadFlags, Day1MachineConfigFlags, Day1PullFlags } from './commands/day1.js';
 import type { Context, GlobalOptions } from './context.js';
-import { InterruptedError, OperationError, UsageError, exitCodeOf, oneLine } from './errors.js';
+import { InterruptedError, OperationError, UsageError, cutEchoes, exitCodeOf, oneLine } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 
 type Opts = Record<string, unknown>;
@@ -102,6 +102,8 @@ export function buildProgram(): Command {
     .description('Node-side agent of Kernel Module Management: pull kmod images, install firmware, load modules')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
+    // commander's own errors echo the argument too ("unknown option '...'")
+    .configureOutput({ outputError: (text, write) => write(text.split('\n').map(cutEchoes).join('\n')) })
     .addOption(new Option('--host-root <dir>', "resolve the node's own paths under DIR").env('KMM_HOST_ROOT').default('/'))
     .addOption(new Option('--modprobe <path>', 'the modprobe binary').env('KMM_MODPROBE').default('modprobe'))
     .addOption(new Option('--images-dir <dir>', 'image cache and Day-1 store').env('KMM_IMAGES_DIR').default('/var/lib/kmm/images'))
@@ -178,6 +180,7 @@ export function buildProgram(): Command {
     .option('--platform <os/arch[/variant]>', 'platform to select from an index')
     .option('--insecure', 'allow plain HTTP and unverified TLS for this registry')
     .option('--json', 'print one JSON object on stdout')
+    .option('--timeout <duration>', 'give up the whole pull after this long (e.g. 90s, 10m)', '10m')
     .action(
       act(async (ctx, [ref], flags) => {
         const m = await import('./commands/image-pull.js');
@@ -190,6 +193,7 @@ export function buildProgram(): Command {
     .option('--platform <os/arch[/variant]>', 'platform to select from an index')
     .option('--insecure', 'allow plain HTTP and unverified TLS for this registry')
     .option('--json', 'print one JSON object on stdout')
+    .option('--timeout <duration>', 'give up after this long (e.g. 90s, 10m)', '10m')
     .action(
       act(async (ctx, [ref], flags) => {
         const m = await import('./commands/image-inspect.js');
@@ -305,7 +309,7 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (err instanceof UsageError) {
-      process.stderr.write(`kmm-worker: ${err.message}\n`);
+      process.stderr.write(`kmm-worker: ${oneLine(err)}\n`);
       process.exitCode = 2;
       return;
     }

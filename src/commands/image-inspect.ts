@@ -7,11 +7,14 @@ import type { Context } from '../context.js';
 import { listKernelModules } from '../image/kmod-listing.js';
 import { openImage } from '../image/open.js';
 import { sourceOptions } from '../image/options.js';
+import { parseTimeout, withDeadline } from '../image/deadline.js';
+import { parseReference } from '../image/reference.js';
 
 export interface ImageInspectFlags {
   json?: boolean;
   platform?: string;
   insecure?: boolean;
+  timeout?: string;
 }
 
 export interface ImageInspectResult {
@@ -26,6 +29,13 @@ export interface ImageInspectResult {
 }
 
 export async function inspectImage(ctx: Context, ref: string, flags: ImageInspectFlags): Promise<ImageInspectResult> {
+  const ms = parseTimeout(flags.timeout);
+  const name = parseReference(ref).name;
+  return withDeadline({ signal: ctx.signal, ms, what: `image ${name}: inspect` }, (signal) =>
+    inspectWithin({ ...ctx, signal }, ref, flags));
+}
+
+async function inspectWithin(ctx: Context, ref: string, flags: ImageInspectFlags): Promise<ImageInspectResult> {
   const img = await openImage(ref, { ...sourceOptions(ctx, flags), log: ctx.log });
   const { kernels } = await listKernelModules(img, { signal: ctx.signal });
   return {

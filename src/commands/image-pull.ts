@@ -8,6 +8,7 @@ import { Host } from '../host/host.js';
 import type { Selection } from '../extract/selection.js';
 import { parsePullPolicy, pullImage } from '../store/pull.js';
 import { progressReporter } from '../store/progress.js';
+import { parseTimeout } from '../image/deadline.js';
 
 export interface ImagePullFlags {
   kernel?: string;
@@ -18,6 +19,7 @@ export interface ImagePullFlags {
   platform?: string;
   insecure?: boolean;
   json?: boolean;
+  timeout?: string;
 }
 
 /** Without --kernel the running kernel's modules are wanted; a host whose release cannot be read is a usage error. */
@@ -29,6 +31,7 @@ function runningKernel(hostRoot: string): Promise<string> {
 
 export async function imagePull(ctx: Context, ref: string, flags: ImagePullFlags): Promise<number | void> {
   const policy = parsePullPolicy(flags.pullPolicy);
+  const timeoutMs = parseTimeout(flags.timeout);
   if (flags.all && flags.kernel) throw new UsageError('--all and --kernel exclude each other');
   const selection: Selection = flags.all
     ? 'all'
@@ -52,6 +55,7 @@ export async function imagePull(ctx: Context, ref: string, flags: ImagePullFlags
       log: ctx.log,
       signal: ctx.signal,
       onProgress: progress?.update,
+      timeoutMs,
     });
   } finally {
     progress?.done();

@@ -13,6 +13,7 @@ import { OperationError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { credentialPlaces, loadCredentials } from './credentials.js';
+import { netLimitsFromEnv, type NetLimits } from './net-limits.js';
 import { openLayoutImage, resolveLayoutDigest } from './layout-source.js';
 import { hostPlatform, parsePlatform } from './platform.js';
 import { bypassesProxy, proxyDispatcher, proxyFailure, proxySettings, redactProxy, type ProxySettings } from './proxy.js';
@@ -28,6 +29,8 @@ export type OpenImageOptions = ImageSourceOptions & {
   log?: Logger;
   /** tests: faster retries */
   retry?: RetryPolicy;
+  /** per-attempt time bounds; from KMM_NET_LIMITS or the defaults when absent */
+  limits?: NetLimits;
 };
 
 /**
@@ -56,13 +59,15 @@ async function clientFor(ref: RegistryReference, insecure: boolean, opts: OpenIm
       credential.registryToken])).digest('hex')
     : '-';
   const proxyHash = proxy ? createHash('sha256').update(JSON.stringify(proxy)).digest('hex') : '-';
+  const limits = opts.limits ?? netLimitsFromEnv();
   const key = JSON.stringify([ref.endpoint, ref.registry, insecure, credHash, tls.extraCAs,
-    tls.clientCert?.cert ?? '', opts.retry ?? null, proxyHash]);
+    tls.clientCert?.cert ?? '', opts.retry ?? null, proxyHash, limits]);
   let client = clients.get(key);
   if (!client) {
     client = new RegistryClient({
       registry: ref.registry, endpoint: ref.endpoint, insecure, credential, tls, log,
       credentialHint: `${credentialPlaces(sources).join(', ')}${opts.authFile ? '' : '; give --auth-file'}`, retry: opts.retry,
+      limits,
       ...(proxy ? { makeDispatcher: (o) => proxyDispatcher(o, proxy) } : {}),
     });
     if (proxy) {

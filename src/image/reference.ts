@@ -53,6 +53,25 @@ function parseDigest(ref: string, d: string): string {
   throw new UsageError(`image reference '${ref}': malformed digest '${d}' (expected sha256:<64 lowercase hex>)`);
 }
 
+/**
+ * A host the grammar accepts can still name nothing a socket can reach: a port above 65535, or a dotted-number
+ * host that is no IPv4 address (999.999.999.999). Those are usage errors here, not a failed request later.
+ */
+function checkHostAddress(ref: string, hostPort: string): void {
+  const m = /^(.*?)(?::([0-9]+))?$/.exec(hostPort)!;
+  const port = m[2];
+  if (port !== undefined && (port.length > 5 || Number(port) < 1 || Number(port) > 65535)) {
+    throw new UsageError(`image reference '${ref}': registry port ${port} is out of range (1-65535)`);
+  }
+  try {
+    // the WHATWG URL parser is what the HTTP client will use: a host it refuses cannot be connected to
+    new URL(`https://${hostPort}/`);
+  } catch {
+    const numeric = /^[0-9.]+$/.test(m[1]!);
+    throw new UsageError(`image reference '${ref}': registry host '${m[1]}' is ${numeric ? 'not a valid IPv4 address' : 'not a valid host name'}`);
+  }
+}
+
 /** Parses and normalises a reference; a malformed one is a UsageError naming what is wrong. */
 export function parseReference(ref: string): ImageReference {
   if (typeof ref !== 'string' || ref.trim() === '') throw new UsageError('image reference is empty');
@@ -88,6 +107,7 @@ export function parseReference(ref: string): ImageReference {
     // docker's rule: the first component is a host when it has a '.' or ':' or is localhost (or uppercase)
     if (/[.:]/.test(first) || first === 'localhost' || first !== first.toLowerCase()) {
       if (!HOST.test(first)) throw new UsageError(`image reference '${ref}': malformed registry host '${first}'`);
+      checkHostAddress(ref, first);
       registry = first;
       repository = rest.slice(slash + 1);
     }

@@ -12,8 +12,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OperationError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { parseReceivedJson } from './bounded-json.js';
 import { parseChallenges, type Challenge } from './challenge.js';
 import type { Credential } from './credentials.js';
+import { DEFAULT_NET_LIMITS, formatMs, rateGuarded, StallError, type NetLimits } from './net-limits.js';
 import { isLoopbackHost } from './reference.js';
 import { caBundle, type RegistryTls } from './trust.js';
 import { Agent, request, type AgentOptions } from './undici-parts.js';
@@ -28,6 +30,10 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 250, maxDelayMs: 4000 };
 const MAX_RETRY_AFTER_MS = 10_000;
 const MAX_REDIRECTS = 5;
+/** A token response is a JWT or two in a small JSON object; a few KiB in practice. */
+export const MAX_TOKEN_RESPONSE_BYTES = 1 << 20;
+/** What of an error body is read for its `{"errors": [...]}` message; the rest is dropped with the connection. */
+const MAX_ERROR_BODY_BYTES = 64 << 10;
 
 export interface RegistryClientOptions {
   /** normalised registry name (docker.io, 127.0.0.1:5000): what messages and auth lookups use */
@@ -43,9 +49,8 @@ export interface RegistryClientOptions {
   retry?: RetryPolicy;
   /** builds the connection pool from the agent options (a proxying one); a plain undici Agent by default */
   makeDispatcher?: (agentOpts: AgentOptions) => Dispatcher;
-  /** per-request timeouts (ms) */
-  headersTimeout?: number;
-  bodyTimeout?: number;
+  /** per-attempt time bounds (headers, minimum rate); DEFAULT_NET_LIMITS when absent */
+  limits?: NetLimits;
 }
 
 export interface SendOptions {
@@ -75,6 +80,7 @@ interface CachedToken {
 const RETRYABLE_CODES = new Set([
   'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
+  'KMM_STALLED',
 ]);
 
 const CERT_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_CERT_ALTNAME_INVALID|HOSTNAME_MISMATCH/;
@@ -128,14 +134,18 @@ function retryDelay(policy: RetryPolicy, n: number, retryAfter?: string): number
 }
 
 /** The `code: message` of a registry error body, if it has one (distribution's {"errors": [...]}). */
-async function registryErrorText(body: Dispatcher.ResponseData['body']): Promise<string | undefined> {
+function registryErrorText(body: Buffer | undefined): string | undefined {
   try {
-    const text = (await body.text()).slice(0, 4096);
-    const doc = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
+    const doc = parseReceivedJson(body?.toString('utf8') ?? '', 'error body') as
+      { errors?: Array<{ code?: unknown; message?: unknown }> };
     const e = doc.errors?.[0];
-    if (e) return [e.code, e.message].filter(Boolean).join(': ');
+    // a registry's words go into a one-line message: strings only, no line breaks, bounded
+    const words = [e?.code, e?.message].filter((w): w is string => typeof w === 'string' && w !== '')
+      // control characters (ANSI escapes) from a registry must not reach a terminal or an Event
+      .map((w) => w.replace(/\s+/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').slice(0, 300));
+    if (words.length) return words.join(': ');
   } catch {
-    // not JSON: the status says enough
+    // not JSON (or cut short): the status says enough
   }
   return undefined;
 }
@@ -149,6 +159,7 @@ class HttpStatusError extends Error {
 export class RegistryClient {
   private readonly opts: RegistryClientOptions;
   private readonly retry: RetryPolicy;
+  readonly limits: NetLimits;
   private readonly dispatcher: Dispatcher;
   private base: string | undefined;
   private pinging: Promise<void> | undefined;
@@ -160,6 +171,7 @@ export class RegistryClient {
   constructor(opts: RegistryClientOptions) {
     this.opts = opts;
     this.retry = opts.retry ?? DEFAULT_RETRY;
+    this.limits = opts.limits ?? DEFAULT_NET_LIMITS;
     const ca = caBundle(opts.tls.extraCAs);
     this.dispatcher = (opts.makeDispatcher ?? ((o: AgentOptions) => new Agent(o)))({
       connect: {
@@ -167,9 +179,13 @@ export class RegistryClient {
         ...(opts.tls.clientCert ?? {}),
         rejectUnauthorized: !opts.insecure,
       },
-      headersTimeout: opts.headersTimeout ?? 60_000,
-      bodyTimeout: opts.bodyTimeout ?? 60_000,
+      headersTimeout: this.limits.headersMs,
+      // idle time between two body chunks (not counted while the consumer has paused the body); the rate guard
+      // (rateGuarded) also catches bodies that trickle
+      bodyTimeout: this.limits.windowMs,
     });
+    opts.log.debug({ registry: opts.registry, headersTimeoutMs: this.limits.headersMs, stallWindowMs: this.limits.windowMs,
+      minBytesPerSecond: this.limits.minBytesPerSecond }, 'registry client time limits');
   }
 
   get registry(): string {
@@ -185,11 +201,56 @@ export class RegistryClient {
   }
 
   /** One raw HTTP exchange; every error is the caller's to classify. */
-  private async raw(method: string, url: string, headers: Record<string, string>, signal?: AbortSignal)
-    : Promise<RegistryResponse> {
-    const res = await request(url, { method: method as Dispatcher.HttpMethod, headers, signal, dispatcher: this.dispatcher });
-    this.opts.log.debug({ method, url: stripQuery(url), status: res.statusCode }, 'registry request');
-    return { statusCode: res.statusCode, headers: res.headers, body: res.body, url: stripQuery(url) };
+  private async raw(method: string, url: string | URL, headers: Record<string, string>, signal?: AbortSignal,
+    body?: string): Promise<RegistryResponse> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, { method: method as Dispatcher.HttpMethod, headers, signal, dispatcher: this.dispatcher,
+        ...(body !== undefined ? { body } : {}) });
+    } catch (err) {
+      if (errorCode(err) === 'UND_ERR_HEADERS_TIMEOUT') {
+        // no cause: undici's "Headers Timeout Error" would only repeat it in the message
+        throw new StallError(`no response headers from ${new URL(url).host} within ${formatMs(this.limits.headersMs)}`);
+      }
+      throw err;
+    }
+    const u = stripQuery(typeof url === 'string' ? url : url.href);
+    this.opts.log.debug({ method, url: u, status: res.statusCode }, 'registry request');
+    return { statusCode: res.statusCode, headers: res.headers, body: res.body, url: u };
+  }
+
+  /** The body's chunks, failing with a StallError when they come slower than the limits allow. */
+  chunks(res: RegistryResponse): AsyncGenerator<Buffer> {
+    return rateGuarded(res.body, this.limits, new URL(res.url).host);
+  }
+
+  /**
+   * A whole (small) body, at most `limit` bytes: more is `onTooLarge`'s error, or, without it, the first `limit`
+   * bytes are kept and the rest dropped with the connection.
+   */
+  async readBody(res: RegistryResponse, limit: number, onTooLarge?: () => Error): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const c of this.chunks(res)) {
+      if (n + c.length > limit) {
+        res.body.destroy();
+        if (onTooLarge) throw onTooLarge();
+        parts.push(c.subarray(0, limit - n));
+        break;
+      }
+      n += c.length;
+      parts.push(c);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Drops a body that is not wanted; a slow or endless one is cut instead of read. Never throws. */
+  async discard(res: RegistryResponse): Promise<void> {
+    try {
+      await res.body.dump({ limit: MAX_ERROR_BODY_BYTES, signal: AbortSignal.timeout(this.limits.windowMs) });
+    } catch {
+      res.body.destroy();
+    }
   }
 
   /** Runs `fn` with bounded retries on transient failures (resets, 5xx, 429). */
@@ -245,7 +306,7 @@ export class RegistryClient {
     const mayUseHttp = insecure || isLoopbackHost(endpoint);
     const probe = async (base: string) => {
       const res = await this.raw('GET', `${base}/v2/`, {}, signal);
-      await res.body.dump();
+      await this.discard(res);
       if (res.statusCode >= 500 || res.statusCode === 429) {
         throw new HttpStatusError(res.statusCode, header(res.headers, 'retry-after'));
       }
@@ -280,11 +341,22 @@ export class RegistryClient {
       this.opts.log.warn({ registry: this.registry, scheme: this.base.split(':')[0] },
         'insecure pull: TLS certificates are not verified and plain HTTP is allowed for this registry');
     }
-    if (res.statusCode === 401) this.challenge = this.pickChallenge(res.headers);
+    if (res.statusCode === 401) this.challenge = this.registryChallenge(res);
   }
 
-  private pickChallenge(headers: IncomingHttpHeaders): Challenge | undefined {
-    const cs = parseChallenges(headers['www-authenticate']);
+  /** Whether a response came from the registry itself, not from a host it redirected to. */
+  private fromRegistry(res: RegistryResponse): boolean {
+    return this.base !== undefined && new URL(res.url).origin === new URL(this.base).origin;
+  }
+
+  /**
+   * The auth challenge of a response, only when the registry's own origin sent it. A challenge decides where
+   * the user's credentials go (Basic to the registry, or to the token realm it names), so a host the registry
+   * redirected to (a CDN, object storage) never gets to choose.
+   */
+  private registryChallenge(res: RegistryResponse): Challenge | undefined {
+    if (!this.fromRegistry(res)) return undefined;
+    const cs = parseChallenges(res.headers['www-authenticate']);
     return cs.find((c) => c.scheme === 'bearer') ?? cs.find((c) => c.scheme === 'basic');
   }
 
@@ -323,8 +395,19 @@ export class RegistryClient {
     } catch {
       throw new OperationError(`registry ${this.registry}: Bearer challenge with an invalid realm`);
     }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new OperationError(`registry ${this.registry}: Bearer challenge with an invalid realm`);
+    }
     const cred = this.opts.credential;
+    if (cred && url.protocol === 'http:' && this.base?.startsWith('https:') && !this.opts.insecure) {
+      // a registry reached over verified TLS must not have its credentials cross the network in clear text
+      throw new OperationError(`registry ${this.registry} is reached over HTTPS but names a plain-HTTP token realm ` +
+        `(${url.host}); the credentials from ${cred.source} are not sent unencrypted (insecurePull: true or --insecure ` +
+        `allows it)`);
+    }
     const what = `token request to ${url.host}`;
+    const tooLarge = () => new OperationError(`registry ${this.registry}: the token server ${url.host} sent a response ` +
+      `larger than ${MAX_TOKEN_RESPONSE_BYTES} bytes`);
     const res = await this.withRetries(what, signal, async () => {
       let r: RegistryResponse;
       if (cred?.identityToken) {
@@ -332,9 +415,7 @@ export class RegistryClient {
         const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken,
           client_id: 'kmm-worker', scope });
         if (ch.params.service) form.set('service', ch.params.service);
-        const resp = await request(url, { method: 'POST', body: form.toString(), signal, dispatcher: this.dispatcher,
-          headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-        r = { statusCode: resp.statusCode, headers: resp.headers, body: resp.body, url: stripQuery(url.href) };
+        r = await this.raw('POST', url, { 'content-type': 'application/x-www-form-urlencoded' }, signal, form.toString());
       } else {
         const u = new URL(url);
         if (ch.params.service) u.searchParams.set('service', ch.params.service);
@@ -343,26 +424,32 @@ export class RegistryClient {
         r = await this.raw('GET', u.href, basic ? { authorization: basic } : {}, signal);
       }
       if (r.statusCode >= 500 || r.statusCode === 429) {
-        await r.body.dump();
+        await this.discard(r);
         throw new HttpStatusError(r.statusCode, header(r.headers, 'retry-after'));
       }
-      return r;
-    });
+      // the body is read inside the retries: a token response that stalls is retried like a reset
+      return { r, body: r.statusCode === 200 ? await this.readBody(r, MAX_TOKEN_RESPONSE_BYTES, tooLarge) : undefined };
+    }).then(({ r, body }) => ({ ...r, text: body }));
     if (res.statusCode === 401 || res.statusCode === 403) {
-      await res.body.dump();
+      await this.discard(res);
       throw new OperationError(cred
         ? `registry ${this.registry}: the token server ${url.host} rejected the credentials from ${cred.source} (HTTP ${res.statusCode})`
         : `registry ${this.registry}: the token server ${url.host} refused anonymous access (HTTP ${res.statusCode}); ` +
           `no credentials found for ${this.registry}${this.hint()}`);
     }
     if (res.statusCode !== 200) {
-      await res.body.dump();
+      await this.discard(res);
       throw new OperationError(`registry ${this.registry}: the token server ${url.host} answered HTTP ${res.statusCode}`);
     }
     let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
     try {
-      doc = (await res.body.json()) as typeof doc;
-    } catch {
+      doc = parseReceivedJson(res.text!.toString('utf8'), `registry ${this.registry}: the token response of ${url.host}`) as
+        typeof doc;
+    } catch (err) {
+      if (err instanceof OperationError) throw err;
+      throw new OperationError(`registry ${this.registry}: the token server ${url.host} sent no JSON token`);
+    }
+    if (!doc || typeof doc !== 'object') {
       throw new OperationError(`registry ${this.registry}: the token server ${url.host} sent no JSON token`);
     }
     const value = typeof doc.token === 'string' && doc.token ? doc.token
@@ -392,33 +479,46 @@ export class RegistryClient {
       const res = await this.withRetries(o.what, o.signal, async () => {
         const r = await this.follow(method, `${this.base}${path}`, { ...(o.headers ?? {}) }, authz, o.signal);
         if (r.statusCode >= 500 || r.statusCode === 429) {
-          await r.body.dump();
+          await this.discard(r);
           throw new HttpStatusError(r.statusCode, header(r.headers, 'retry-after'));
         }
         return r;
       });
+      const ok = (res.statusCode >= 200 && res.statusCode < 300) || o.accept?.includes(res.statusCode);
+      if (!ok && !this.fromRegistry(res)) throw await this.redirectTargetError(res, o);
       if (res.statusCode === 401 && !reauthed) {
         // the registry may ask for a different realm/scheme than the ping said, or a token expired early
-        const ch = this.pickChallenge(res.headers);
+        const ch = this.registryChallenge(res);
         const insufficient = ch?.params.error === 'insufficient_scope';
         if (ch && !insufficient && (ch.scheme !== this.challenge?.scheme || !authz || ch.scheme === 'bearer')) {
-          await res.body.dump();
+          await this.discard(res);
           this.challenge = ch;
           reauthed = true;
           continue;
         }
       }
-      if ((res.statusCode >= 200 && res.statusCode < 300) || o.accept?.includes(res.statusCode)) return res;
+      if (ok) return res;
       throw await this.statusError(res, o, Boolean(authz));
     }
   }
 
+  /** A failure answered by a host the registry redirected to: named as such, and its challenge not followed. */
+  private async redirectTargetError(res: RegistryResponse, o: SendOptions): Promise<OperationError> {
+    await res.body.dump().catch(() => undefined);
+    const host = new URL(res.url).host;
+    const why = res.statusCode === 401
+      ? '; its authentication challenge is not answered (credentials go only to the registry and the token realm it announced)'
+      : '';
+    return new OperationError(`registry ${this.registry}: ${o.what}: HTTP ${res.statusCode} from ${host}, where the ` +
+      `registry redirected it${why}`);
+  }
+
   private async statusError(res: RegistryResponse, o: SendOptions, hadAuth: boolean): Promise<OperationError> {
-    const detail = await registryErrorText(res.body);
+    const detail = registryErrorText(await this.readBody(res, MAX_ERROR_BODY_BYTES).catch(() => undefined));
     const cred = this.opts.credential;
     const d = detail ? ` (${detail})` : '';
     if (res.statusCode === 401) {
-      const ch = this.pickChallenge(res.headers);
+      const ch = this.registryChallenge(res);
       if ((ch?.params.error === 'insufficient_scope' || ch?.scheme === 'bearer') && !cred) {
         return new OperationError(`registry ${this.registry}: anonymous pull of ${o.repository} denied and no ` +
           `credentials were found for it${this.hint()}`);
@@ -455,7 +555,7 @@ export class RegistryClient {
       const res = await this.raw(method, current, h, signal);
       const location = header(res.headers, 'location');
       if (![301, 302, 303, 307, 308].includes(res.statusCode) || !location) return res;
-      await res.body.dump();
+      await this.discard(res);
       if (hops >= MAX_REDIRECTS) {
         throw new OperationError(`registry ${this.registry}: more than ${MAX_REDIRECTS} redirects for ${stripQuery(url)}`);
       }

@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
 import { parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
 import { manifestRef, type RegistryReference } from './reference.js';
+import { checkNesting, parseReceivedJson } from './bounded-json.js';
 import { isRetryableError, type RegistryClient, type RegistryResponse } from './registry-client.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
 import { readVerified, sha256Digest, verifiedStream } from './verify.js';
@@ -19,24 +20,12 @@ function header(res: RegistryResponse, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-async function readLimited(res: RegistryResponse, limit: number, what: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of res.body as AsyncIterable<Buffer>) {
-    n += c.length;
-    if (n > limit) {
-      res.body.destroy();
-      throw new OperationError(`${what}: manifest larger than ${limit} bytes`);
-    }
-    parts.push(c);
-  }
-  return Buffer.concat(parts);
-}
-
-async function notFound(res: RegistryResponse, ref: RegistryReference, what: string): Promise<OperationError> {
-  let code = '';
+async function notFound(client: RegistryClient, res: RegistryResponse, ref: RegistryReference, what: string)
+  : Promise<OperationError> {
+  let code: unknown = '';
   try {
-    code = ((await res.body.json()) as { errors?: Array<{ code?: string }> }).errors?.[0]?.code ?? '';
+    const text = (await client.readBody(res, 64 << 10)).toString('utf8');
+    code = (parseReceivedJson(text, 'error body') as { errors?: Array<{ code?: unknown }> }).errors?.[0]?.code ?? '';
   } catch {
     // no JSON body
   }
@@ -57,12 +46,16 @@ export async function fetchManifest(client: RegistryClient, ref: RegistryReferen
   signal?: AbortSignal): Promise<FetchedManifest> {
   const isDigest = reference.startsWith('sha256:');
   const what = isDigest ? `manifest ${reference}` : `tag '${reference}'`;
-  const res = await client.send('GET', `/v2/${ref.repository}/manifests/${reference}`, {
-    repository: ref.repository, headers: { accept: MANIFEST_ACCEPT }, signal, what: `manifest of ${ref.name}`,
-    accept: [404],
+  // the body is read inside the retries: a manifest that stalls or breaks mid-way is asked for again
+  const { res, body } = await client.withRetries(`manifest of ${ref.name}`, signal, async () => {
+    const r = await client.send('GET', `/v2/${ref.repository}/manifests/${reference}`, {
+      repository: ref.repository, headers: { accept: MANIFEST_ACCEPT }, signal, what: `manifest of ${ref.name}`,
+      accept: [404],
+    });
+    if (r.statusCode === 404) throw await notFound(client, r, ref, what);
+    return { res: r, body: await client.readBody(r, MAX_MANIFEST_BYTES,
+      () => new OperationError(`image ${ref.name}: manifest larger than ${MAX_MANIFEST_BYTES} bytes`)) };
   });
-  if (res.statusCode === 404) throw await notFound(res, ref, what);
-  const body = await readLimited(res, MAX_MANIFEST_BYTES, `image ${ref.name}`);
   const digest = sha256Digest(body);
   if (isDigest && digest !== reference) {
     throw new OperationError(`image ${ref.name}: manifest ${reference} does not match its digest (got ${digest})`);
@@ -71,6 +64,8 @@ export async function fetchManifest(client: RegistryClient, ref: RegistryReferen
   if (announced && announced.startsWith('sha256:') && announced !== digest) {
     throw new OperationError(`image ${ref.name}: the registry says the manifest is ${announced} but its content is ${digest}`);
   }
+  // bounded nesting before the shared parser builds the object (issue 14 F10)
+  checkNesting(body.toString('utf8'), `image ${ref.name}: manifest ${digest}`);
   const manifest = parseManifest(body, header(res, 'content-type'), `image ${ref.name}`);
   return { digest, mediaType: manifest.mediaType, manifest };
 }
@@ -89,11 +84,11 @@ async function* blobChunks(client: RegistryClient, ref: RegistryReference, desc:
       headers: from > 0 ? { range: `bytes=${from}-` } : {},
     });
     if (res.statusCode === 404) {
-      await res.body.dump();
+      await client.discard(res);
       throw new OperationError(`image ${ref.name}: ${what} not found on registry ${ref.registry}`);
     }
     if (res.statusCode === 416) {
-      await res.body.dump();
+      await client.discard(res);
       throw new OperationError(`image ${ref.name}: ${what}: the registry refused to resume at byte ${from}`);
     }
     return res;
@@ -108,14 +103,14 @@ async function* blobChunks(client: RegistryClient, ref: RegistryReference, desc:
       if (res.statusCode === 206 && range && new RegExp(`^bytes ${delivered}-`).test(range)) skip = 0;
       else if (res.statusCode === 200) skip = delivered;
       else {
-        await res.body.dump();
+        await client.discard(res);
         throw new OperationError(`image ${ref.name}: ${what}: unexpected answer to a resumed download (HTTP ${res.statusCode})`);
       }
     }
     let done = false;
     const body = res.body;
     try {
-      for await (const c of body as AsyncIterable<Buffer>) {
+      for await (const c of client.chunks(res)) {
         let chunk = c;
         if (skip > 0) {
           if (chunk.length <= skip) {
@@ -185,7 +180,7 @@ export async function resolveRegistryDigest(client: RegistryClient, ref: Registr
     repository: ref.repository, headers: { accept: MANIFEST_ACCEPT }, signal, what: `manifest of ${ref.name}`,
     accept: [404],
   });
-  await res.body.dump();
+  await client.discard(res);
   if (res.statusCode === 404) {
     throw new OperationError(`image ${ref.name}: tag '${tag}' not found on registry ${ref.registry}`);
   }

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { OperationError, UsageError } from '../errors.js';
 import { extractImage, type LayerProgress } from '../extract/extract-image.js';
 import { selectionPrefixes, type Selection } from '../extract/selection.js';
+import { DEFAULT_OPERATION_TIMEOUT_MS, withDeadline } from '../image/deadline.js';
 import { formatPlatform, hostPlatform, parsePlatform } from '../image/platform.js';
 import { parseReference } from '../image/reference.js';
 import type { ResolvedImage } from '../image/types.js';
@@ -30,6 +31,8 @@ export interface PullOptions {
   log: Logger;
   signal?: AbortSignal;
   onProgress?: (p: LayerProgress) => void;
+  /** the whole pull's deadline in ms (`--timeout`); DEFAULT_OPERATION_TIMEOUT_MS when absent */
+  timeoutMs?: number;
 }
 
 /** A complete cache entry as the commands show it (`image pull --json`, `image ls --json`; DESIGN §5). */
@@ -103,7 +106,14 @@ export async function lookupStored(
  */
 const registryStack = () => import('../image/open.js');
 
+/** Pulls within a deadline (issue 14 F3): a registry that keeps every attempt barely alive cannot hold a pull forever. */
 export async function pullImage(ref: string, opts: PullOptions): Promise<PullResult> {
+  const { reference } = normalise(ref, opts.selection, opts.platform);
+  return withDeadline({ signal: opts.signal, ms: opts.timeoutMs ?? DEFAULT_OPERATION_TIMEOUT_MS, what: `image ${reference}: pull` },
+    (signal) => pullUnbounded(ref, { ...opts, signal }));
+}
+
+async function pullUnbounded(ref: string, opts: PullOptions): Promise<PullResult> {
   const { reference, platform } = normalise(ref, opts.selection, opts.platform);
   const { log, selection } = opts;
   const store = new StoreDir(opts.imagesDir);

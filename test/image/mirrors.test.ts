@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startRegistry, writeAuthFile } from '../helpers/registry.js';
 import { buildLayout, pushImage, kmodLayers } from '../helpers/images.js';
-import { frontServer } from './proxies.js';
+import { frontServer } from '../helpers/fault-proxy.js';
 import { stringify } from 'yaml';
 import { cli, errorLine, allStderr } from './cli.js';
 

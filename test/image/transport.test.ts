@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { startRegistry } from '../helpers/registry.js';
 import { buildIndex, buildLayout, pushImage, kmodLayers } from '../helpers/images.js';
 import { cli, errorLine, allStderr, spawnCli } from './cli.js';
-import { frontServer, resetProxy } from './proxies.js';
+import { frontServer, resetProxy } from '../helpers/fault-proxy.js';
 import { openImage, resolveDigest } from '../../src/image/open.js';
 import { DigestMismatchError } from '../../src/image/verify.js';
 
