@@ -2,10 +2,10 @@
  * Preflight's conversation with the cluster: list every Module (all namespaces), read a Module's
  * imageRepoSecret, read a PreflightValidationOCP and write its status subresource.
  */
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OperationError, UsageError } from '../errors.js';
+import { makeTempDir } from '../host/temp-dir.js';
 import { apiStatus, callOptions, describeApiError, type KubeClients } from '../report/kube.js';
 import type { ResolvedModule } from './kernel-mapping.js';
 import { MODULE_GROUP, isRecord, moduleFromObject, type ModuleResource } from './module-cr.js';
@@ -61,7 +61,7 @@ export function clusterCredentials(kube: KubeClients): CredentialSource {
     async forModule(mod: ResolvedModule, signal: AbortSignal): Promise<ModuleCredentials | undefined> {
       if (!mod.imageRepoSecret) return undefined;
       const { key, data } = await fetchSecret(mod.namespace, mod.imageRepoSecret, signal);
-      const dir = await mkdtemp(join(tmpdir(), 'kmm-preflight-secret-'));
+      const dir = await makeTempDir('kmm-preflight-secret-');
       await chmod(dir, 0o700);
       await writeFile(join(dir, key), data, { mode: 0o600 });
       return {

@@ -3,13 +3,13 @@
  * them. A source's tree is never written to: when modules.dep is missing (or the running kernel differs only by
  * a trailing `+`), the kernel's directory is copied into a scratch root and fixed up there.
  */
-import { cp, mkdtemp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
 import { basename, isAbsolute, join } from 'node:path';
 import type { Logger } from '../log.js';
 import { OperationError } from '../errors.js';
 import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
 import type { DepmodRunner } from '../host/runners.js';
+import { makeTempDir } from '../host/temp-dir.js';
 import type { KmodsLocation, KmodsSource } from './kmods-source.js';
 
 const KO = /\.ko(\.xz|\.zst|\.gz)?$/;
@@ -104,7 +104,7 @@ export async function prepareKmods(opts: {
     return { ...loc, kernelVersion: kver, kernelDir, koPaths: await readModulesDep(kernelDir), release: async () => {} };
   }
 
-  const scratch = await mkdtemp(join(tmpdir(), 'kmm-worker-kmods-'));
+  const scratch = await makeTempDir('kmm-worker-kmods-');
   const release = () => rm(scratch, { recursive: true, force: true });
   try {
     const scratchKernelDir = join(scratch, 'lib', 'modules', kver);
