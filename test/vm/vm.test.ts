@@ -11,7 +11,7 @@ import { FIRMWARE_BODY, FIRMWARE_REL } from './kmod-image.js';
 
 const HOST_FIRMWARE = '/var/lib/firmware';
 // Boot + ~25 kmm-worker runs under TCG: ~2 min on an idle 2-core machine, far more when other suites share it.
-t.setTimeout(15 * 60_000);
+t.setTimeout(20 * 60_000);
 const t0 = Date.now();
 let lab: Lab;
 
