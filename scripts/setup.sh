@@ -19,6 +19,7 @@ packages=(
   systemd              # systemd-analyze verify for the Day-1 units
   ignition             # ignition-validate for the Day-1 MachineConfig
   util-linux           # unshare: the Day-1 load test runs without a network
+  buildah podman runc debootstrap   # build (scripts/build-image.sh) and run the worker image
 )
 command -v kubectl >/dev/null || packages+=(kubernetes-client)
 command -v node >/dev/null || packages+=(nodejs)

@@ -234,7 +234,7 @@ export function buildProgram(): Command {
     .option('--insecure', 'allow plain HTTP and unverified TLS')
     .option('--platform <os/arch[/variant]>', 'platform to select from an index')
     .option('--json', 'print JSON on stdout')
-    .option('--write-status <name>', "write the result into that PreflightValidationOCP's status")
+    .option('--write-status <name>', "write the result into the status of that PreflightValidation (or PreflightValidationOCP, whichever the cluster serves)")
     .action(
       act(async (ctx, _args, flags) => {
         const m = await import('./commands/preflight.js');

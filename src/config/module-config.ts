@@ -22,6 +22,11 @@ export interface ModprobeSpec {
   dirName: string;
   /** directory inside the image whose contents are copied into the host firmware dir */
   firmwarePath?: string;
+  /**
+   * directory inside the image holding modprobe.d files (regular files only), made visible to every modprobe
+   * call beside the node's own configuration (upstream KMM's ModprobeSpec.modprobedDir)
+   */
+  modprobedDir?: string;
   /** empty, or >= 2 names with [0] == moduleName */
   modulesLoadingOrder: string[];
   args: ModprobeArgs;
@@ -141,13 +146,14 @@ function parseModprobe(obj: Record<string, unknown>): ModprobeSpec {
   const path = 'modprobe';
   onlyKnownFields(
     obj,
-    ['moduleName', 'parameters', 'dirName', 'firmwarePath', 'modulesLoadingOrder', 'args', 'rawArgs'],
+    ['moduleName', 'parameters', 'dirName', 'firmwarePath', 'modprobedDir', 'modulesLoadingOrder', 'args', 'rawArgs'],
     path,
   );
   const moduleName = optString(obj, 'moduleName', path);
   const parameters = optStringList(obj, 'parameters', path);
   const dirName = optString(obj, 'dirName', path) ?? '/opt';
   const firmwarePath = optString(obj, 'firmwarePath', path);
+  const modprobedDir = optString(obj, 'modprobedDir', path);
   const modulesLoadingOrder = optStringList(obj, 'modulesLoadingOrder', path);
   const args = parseArgs(obj, 'args', path) ?? { load: [], unload: [] };
   let rawArgs = parseArgs(obj, 'rawArgs', path);
@@ -159,6 +165,13 @@ function parseModprobe(obj: Record<string, unknown>): ModprobeSpec {
     checkImagePath(firmwarePath, 'modprobe.firmwarePath');
     if (firmwarePath.split('/').every((s) => s === '' || s === '.')) {
       fail('modprobe.firmwarePath', 'must name a directory below the image root, not the root itself');
+    }
+  }
+
+  if (modprobedDir !== undefined) {
+    checkImagePath(modprobedDir, 'modprobe.modprobedDir');
+    if (modprobedDir.split('/').every((s) => s === '' || s === '.')) {
+      fail('modprobe.modprobedDir', 'must name a directory below the image root, not the root itself');
     }
   }
 
@@ -201,6 +214,7 @@ function parseModprobe(obj: Record<string, unknown>): ModprobeSpec {
     parameters,
     dirName,
     ...(firmwarePath !== undefined ? { firmwarePath } : {}),
+    ...(modprobedDir !== undefined ? { modprobedDir } : {}),
     modulesLoadingOrder,
     args,
     ...(rawArgs ? { rawArgs } : {}),

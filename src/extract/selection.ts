@@ -1,6 +1,6 @@
 /**
  * Which paths of an image an extraction writes. A load needs only `<dirName>/lib/modules/<kver>/` and
- * `<firmwarePath>/`; `image pull --all` needs everything.
+ * `<firmwarePath>/` and `<modprobedDir>/`; `image pull --all` needs everything.
  */
 import { cleanEntryPath, isWithin } from './entry-path.js';
 import { UsageError } from '../errors.js';
@@ -11,6 +11,8 @@ export interface KernelSelection {
   kernelVersion: string;
   /** `modprobe.firmwarePath`: a directory inside the image */
   firmwarePath?: string;
+  /** `modprobe.modprobedDir`: a directory of modprobe.d files inside the image */
+  modprobedDir?: string;
 }
 
 export type Selection = KernelSelection | 'all';
@@ -39,6 +41,9 @@ export function selectionPrefixes(selection: Selection): string[] {
   const prefixes = [[dir, 'lib', 'modules', selection.kernelVersion].filter(Boolean).join('/')];
   if (selection.firmwarePath !== undefined && selection.firmwarePath !== '') {
     prefixes.push(cleanSelectionPath(selection.firmwarePath, 'firmwarePath'));
+  }
+  if (selection.modprobedDir !== undefined && selection.modprobedDir !== '') {
+    prefixes.push(cleanSelectionPath(selection.modprobedDir, 'modprobedDir'));
   }
   return prefixes;
 }

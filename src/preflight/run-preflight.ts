@@ -1,7 +1,7 @@
 /**
  * The preflight story (DESIGN §11): find the kernel and the Modules, validate every Module concurrently
  * (bounded, each with its own time limit), print the report, optionally write it into a
- * PreflightValidationOCP's status. Exit 0 only when every Module succeeded.
+ * PreflightValidation's or PreflightValidationOCP's status. Exit 0 only when every Module succeeded.
  */
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -52,8 +52,10 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
   }
 
   const cluster = kube ? await import('./cluster.js') : undefined;
-  const target = opts.writeStatus ? await cluster!.readPreflightValidation(kube!, opts.writeStatus, ctx.signal) : undefined;
-  const kernelVersion = chooseKernel(given, opts.writeStatus, target?.kernelVersion);
+  // PreflightValidation (upstream KMM) or PreflightValidationOCP (OpenShift): whichever the cluster serves
+  const kind = opts.writeStatus ? await cluster!.findPreflightKind(kube!, opts.writeStatus, ctx.signal) : undefined;
+  const target = opts.writeStatus ? await cluster!.readPreflightValidation(kube!, opts.writeStatus, ctx.signal, kind) : undefined;
+  const kernelVersion = chooseKernel(given, kind && `${kind.kind} ${opts.writeStatus}`, target?.kernelVersion);
   const log = ctx.log.child({ kernel: kernelVersion });
 
   const all = files.length > 0 ? await readModuleFiles(files) : await cluster!.listClusterModules(kube!, ctx.signal);
@@ -95,9 +97,10 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
 
   if (opts.writeStatus) {
     const dryRun = ctx.opts.dryRun;
-    const patch = await cluster!.writePreflightStatus(kube!, opts.writeStatus, statuses, { signal: ctx.signal, dryRun });
-    if (dryRun) log.info({ preflightValidationOCP: opts.writeStatus, patch }, 'dry run: the status patch that would be written');
-    else log.info({ preflightValidationOCP: opts.writeStatus }, 'status written');
+    const patch = await cluster!.writePreflightStatus(kube!, opts.writeStatus, statuses, { signal: ctx.signal, dryRun, ...(kind ? { kind } : {}) });
+    const what = { kind: kind?.kind, name: opts.writeStatus };
+    if (dryRun) log.info({ ...what, patch }, `dry run: the status patch that would be written to ${kind?.kind} ${opts.writeStatus}`);
+    else log.info(what, `status written to ${kind?.kind} ${opts.writeStatus}`);
   }
   ctx.signal.throwIfAborted();
   const failed = statuses.filter((s) => s.verificationStatus !== 'Success').length;
@@ -119,11 +122,11 @@ async function givenKernels(opts: PreflightOptions): Promise<KernelSource[]> {
   return given;
 }
 
-/** --kernel, --preflight FILE, or the PreflightValidationOCP named by --write-status; they must agree. */
+/** --kernel, --preflight FILE, or the PreflightValidation(OCP) named by --write-status; they must agree. */
 function chooseKernel(given: KernelSource[], target: string | undefined, fromTarget: string | undefined): string {
   const candidates = [...given];
-  if (fromTarget !== undefined && fromTarget.trim() !== '') {
-    const source = `PreflightValidationOCP ${target}`;
+  if (target !== undefined && fromTarget !== undefined && fromTarget.trim() !== '') {
+    const source = target;
     candidates.push({ value: checkKernelArgument(fromTarget, source), source });
   }
   const first = candidates[0];

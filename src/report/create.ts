@@ -21,7 +21,7 @@ export async function createReporter(
     return noReporter;
   }
   if (!opts.nodeName) {
-    log.debug('no --node-name / NODE_NAME: not reporting Events');
+    sayEventsOffOnce(log);
     return noReporter;
   }
   // loaded only now: commands that do not report do not pay for the Kubernetes client
@@ -41,6 +41,21 @@ export async function createReporter(
   const clients = kubeClients(loaded);
   log.debug({ server: clients.server, credentials: loaded.source, node: opts.nodeName }, 'reporting Events on the Node');
   return createKubeReporter({ clients, nodeName: opts.nodeName, module, log, ...budgetFromEnv(tuning.env ?? process.env, log), ...pick(tuning) });
+}
+
+let eventsOffSaid = false;
+
+/**
+ * KMM's own worker pod sets no NODE_NAME, so without this line Events would stop silently. Said once per
+ * process (the daemon builds a reporter for every load).
+ */
+function sayEventsOffOnce(log: Pick<Context, 'log'>['log']): void {
+  if (eventsOffSaid) return;
+  eventsOffSaid = true;
+  log.info(
+    'Events are off: no node name (--node-name or NODE_NAME), and KMM\'s worker pod sets neither; to turn them on, ' +
+      'give the worker container env NODE_NAME from fieldRef spec.nodeName (see deploy/worker-pod.yaml), or pass --report off to silence this',
+  );
 }
 
 /** `KMM_REPORT_TIMEOUT` (seconds, default 6): how long one report may take, retries included. */

@@ -24,7 +24,7 @@ export interface ListedImage extends StoredImage {
 function describeSelection(e: StoredEntry): string {
   const s = e.meta.selection;
   if (s === 'all') return 'all';
-  return [`${s.dirName}/lib/modules/${s.kernelVersion}`.replace(/\/+/g, '/'), s.firmwarePath].filter(Boolean).join(',');
+  return [`${s.dirName}/lib/modules/${s.kernelVersion}`.replace(/\/+/g, '/'), s.firmwarePath, s.modprobedDir].filter(Boolean).join(',');
 }
 
 export async function listImages(imagesDir: string): Promise<ListedImage[]> {

@@ -27,13 +27,18 @@ export class ImageKmodsSource implements KmodsSource {
   constructor(private readonly opts: ImageKmodsSourceOptions) {}
 
   async locate(config: ModuleConfig, o: { signal?: AbortSignal; dryRun?: boolean }): Promise<KmodsLocation | undefined> {
-    const { dirName, firmwarePath } = config.modprobe;
+    const { dirName, firmwarePath, modprobedDir } = config.modprobe;
     const progress = progressReporter(this.opts.progress);
     const pullOpts: PullOptions = {
       imagesDir: this.opts.imagesDir,
       policy: config.imagePullPolicy,
       insecure: config.insecurePull,
-      selection: { dirName, kernelVersion: config.kernelVersion, ...(firmwarePath ? { firmwarePath } : {}) },
+      selection: {
+        dirName,
+        kernelVersion: config.kernelVersion,
+        ...(firmwarePath ? { firmwarePath } : {}),
+        ...(modprobedDir ? { modprobedDir } : {}),
+      },
       authFile: this.opts.authFile,
       pullSecretsDir: this.opts.pullSecretsDir,
       hostRoot: this.opts.hostRoot,

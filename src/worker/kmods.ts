@@ -1,15 +1,23 @@
 /**
  * DESIGN §6.2 / §7.2: find the kmods for a config, check they hold the module, and make sure modprobe can use
  * them. A source's tree is never written to: when modules.dep is missing (or the running kernel differs only by
- * a trailing `+`), the kernel's directory is copied into a scratch root and fixed up there.
+ * a trailing `+`, or there are .ko.gz files), the kernel's directory is copied into a scratch root and fixed up
+ * there.
+ *
+ * .ko.gz: Debian's kmod (the worker image's, bookworm and this project's CI host) is built without zlib and
+ * cannot read them, while inspect and preflight accept them. So the scratch copy holds them decompressed (the
+ * kernel gets the same bytes; srcversion is unchanged) and depmod indexes the .ko files.
  */
-import { cp, mkdtemp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { cp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { basename, isAbsolute, join } from 'node:path';
 import type { Logger } from '../log.js';
 import { OperationError } from '../errors.js';
 import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
 import type { DepmodRunner } from '../host/runners.js';
+import { makeTempDir } from '../host/temp-dir.js';
 import type { KmodsLocation, KmodsSource } from './kmods-source.js';
 
 const KO = /\.ko(\.xz|\.zst|\.gz)?$/;
@@ -69,6 +77,26 @@ async function findKo(dir: string, name: string): Promise<string | undefined> {
   return hit ? join(hit.parentPath, hit.name) : undefined;
 }
 
+/** Every `.ko.gz` under dir (not following symlinks). */
+async function gzippedKos(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries.filter((e) => e.isFile() && e.name.endsWith('.ko.gz')).map((e) => join(e.parentPath, e.name));
+}
+
+/** Replaces each .ko.gz of the scratch tree with its .ko, so a kmod without zlib can load it. */
+async function gunzipKos(files: string[], log: Logger): Promise<void> {
+  for (const gz of files) {
+    const ko = gz.slice(0, -'.gz'.length);
+    try {
+      await pipeline(createReadStream(gz), createGunzip(), createWriteStream(ko, { flags: 'wx', mode: 0o644 }));
+    } catch (err) {
+      throw new OperationError(`cannot decompress ${basename(gz)}: ${(err as Error).message}`);
+    }
+    await rm(gz);
+  }
+  if (files.length > 0) log.info({ count: files.length }, `decompressed ${files.length} .ko.gz in the scratch copy (kmod may lack zlib)`);
+}
+
 /**
  * Locates and prepares the kmods. `runningKernel` is the node's release; when it differs from the config's
  * only by a trailing `+`, the scratch root also gets `lib/modules/<running>` pointing at the config's kernel,
@@ -100,16 +128,19 @@ export async function prepareKmods(opts: {
   }
   const hasDep = await exists(join(kernelDir, 'modules.dep'));
   const needsAlias = opts.runningKernel !== kver && !(await exists(join(loc.modulesRoot, 'lib', 'modules', opts.runningKernel)));
-  if (hasDep && !needsAlias) {
+  const gzipped = await gzippedKos(kernelDir);
+  if (hasDep && !needsAlias && gzipped.length === 0) {
     return { ...loc, kernelVersion: kver, kernelDir, koPaths: await readModulesDep(kernelDir), release: async () => {} };
   }
 
-  const scratch = await mkdtemp(join(tmpdir(), 'kmm-worker-kmods-'));
+  const scratch = await makeTempDir('kmm-worker-kmods-');
   const release = () => rm(scratch, { recursive: true, force: true });
   try {
     const scratchKernelDir = join(scratch, 'lib', 'modules', kver);
     await cp(kernelDir, scratchKernelDir, { recursive: true, verbatimSymlinks: true });
-    if (!hasDep) await opts.depmod.generate(scratch, kver);
+    await gunzipKos(gzipped.map((p) => join(scratchKernelDir, p.slice(kernelDir.length + 1))), log);
+    // modules.dep names the .ko.gz files: index the decompressed ones instead
+    if (!hasDep || gzipped.length > 0) await opts.depmod.generate(scratch, kver);
     if (needsAlias) {
       await symlink(kver, join(scratch, 'lib', 'modules', opts.runningKernel));
       log.info({ running: opts.runningKernel, kernelVersion: kver }, 'running kernel differs by a trailing +; linked it in the scratch copy');

@@ -11,6 +11,7 @@ import { loadArgvs } from './modprobe-argv.js';
 import { verifyLoaded } from './verify.js';
 import { planNote } from './plan.js';
 import { withReportedOutcome } from './outcome.js';
+import { stageModprobeConfig, type StagedModprobeConfig } from './modprobe-conf.js';
 
 export { isModuleLive } from './verify.js';
 
@@ -61,24 +62,38 @@ export function findKmods(deps: WorkerDeps, config: ModuleConfig, runningKernel:
   });
 }
 
+/** The image's modprobe.d files (modprobe.modprobedDir) staged for every modprobe call; see modprobe-conf.ts. */
+export async function stageModprobeFiles(deps: WorkerDeps, config: ModuleConfig, kmods: PreparedKmods): Promise<StagedModprobeConfig> {
+  const staged = await stageModprobeConfig(deps.modprobe, config, kmods.imageRoot);
+  if (staged.dir) {
+    deps.log.info({ modprobedDir: config.modprobe.modprobedDir, staged: staged.dir }, `modprobe also reads the image's ${config.modprobe.modprobedDir}`);
+    planNote(deps, `# modprobe also reads the image's ${config.modprobe.modprobedDir}, staged in ${staged.dir} (removed when done)`);
+  }
+  return staged;
+}
+
 export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: LoadOptions = {}): Promise<void> {
   await withReportedOutcome(deps, 'load', async () => {
     planNote(deps, `# dry run: load ${identityString(deps.identity)} for kernel ${config.kernelVersion}`);
     const running = await checkKernel(deps, config);
     const kmods = await findKmods(deps, config, running);
+    let staged: StagedModprobeConfig | undefined;
     try {
       planNote(deps, `# kmods from ${kmods.origin}`);
+      staged = await stageModprobeFiles(deps, config, kmods);
+      const withConf: WorkerDeps = { ...deps, modprobe: staged.modprobe };
       stopIfInterrupted(deps);
-      await removeInTreeModules(deps, config.inTreeModulesToRemove, 'inTreeModulesToRemove');
+      await removeInTreeModules(withConf, config.inTreeModulesToRemove, 'inTreeModulesToRemove');
       stopIfInterrupted(deps);
       await copyImageFirmware(deps, config, kmods, opts.firmwarePath);
       await setFirmwareClassPath(deps, config, classPathValue(opts));
       for (const argv of loadArgvs(config, kmods.modulesRoot)) {
         stopIfInterrupted(deps);
-        await deps.modprobe.run(argv);
+        await withConf.modprobe.run(argv);
       }
       await verifyLoaded(deps, config, kmods);
     } finally {
+      await staged?.release();
       await kmods.release();
     }
   });

@@ -5,7 +5,8 @@ import { identityString } from './identity.js';
 import { inUseError } from './in-tree.js';
 import { removeModuleFirmware } from './firmware-steps.js';
 import { modulesOfConfig, unloadArgv } from './modprobe-argv.js';
-import { checkKernel, findKmods, stopIfInterrupted, type LoadOptions } from './load.js';
+import { checkKernel, findKmods, stageModprobeFiles, stopIfInterrupted, type LoadOptions } from './load.js';
+import type { StagedModprobeConfig } from './modprobe-conf.js';
 import { planNote } from './plan.js';
 import { withReportedOutcome } from './outcome.js';
 
@@ -22,12 +23,15 @@ export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts:
     }
     const running = await checkKernel(deps, config);
     const kmods = await findKmods(deps, config, running);
+    let staged: StagedModprobeConfig | undefined;
     try {
       planNote(deps, `# kmods from ${kmods.origin}`);
+      staged = await stageModprobeFiles(deps, config, kmods);
       stopIfInterrupted(deps);
-      await runModprobeUnload(deps, config, kmods.modulesRoot);
+      await runModprobeUnload({ ...deps, modprobe: staged.modprobe }, config, kmods.modulesRoot);
       await removeModuleFirmware(deps, config, opts.firmwarePath);
     } finally {
+      await staged?.release();
       await kmods.release();
     }
   });

@@ -28,7 +28,7 @@ const find = (kind: string, name?: string) => docs.find((d) => d.obj.kind === ki
 
 t.test('deploy/ has the RBAC, the worker Pod and the DaemonSet', async (t) => {
   t.same(files, ['daemonset.yaml', 'namespace.yaml', 'rbac.yaml', 'worker-pod.yaml']);
-  t.same(docs.map((d) => d.obj.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'Pod', 'ServiceAccount']);
+  t.same(docs.map((d) => d.obj.kind).sort(), ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'DaemonSet', 'Namespace', 'Pod', 'ServiceAccount', 'ServiceAccount']);
 });
 
 t.test('every manifest passes kubectl apply --dry-run=client against the (fake) API server', async (t) => {
@@ -53,17 +53,27 @@ t.test('schema: required fields, types, and no unknown fields', async (t) => {
     ['Pod.spec.containers[0].name: required', 'Pod.spec.containers[0].args: must be an array']);
 });
 
-t.test('RBAC: get nodes, create/patch events — nothing more — bound to the worker service account', async (t) => {
+t.test('RBAC: get nodes, create/patch events — nothing more — bound to the service accounts the pods run as', async (t) => {
   const role = find('ClusterRole', 'kmm-worker')!;
   t.same(role.rules, [
     { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },
     { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
   ]);
-  const sa = find('ServiceAccount', 'kmm-worker')!;
   const binding = find('ClusterRoleBinding')!;
   t.same(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name });
-  t.same(binding.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);
-  for (const pod of [find('Pod')!.spec, find('DaemonSet')!.spec.template.spec]) t.equal(pod.serviceAccountName, sa.metadata.name);
+  const pod = find('Pod')!;
+  const ds = find('DaemonSet')!;
+  // KMM runs its worker pod as the Module's service account, in the Module's namespace
+  const accounts = [
+    { name: pod.spec.serviceAccountName, namespace: pod.metadata.namespace },
+    { name: ds.spec.template.spec.serviceAccountName, namespace: ds.metadata.namespace },
+  ];
+  t.not(accounts[0]!.name, accounts[1]!.name, 'the worker pod does not run as the DaemonSet\'s account');
+  for (const a of accounts) {
+    t.ok(find('ServiceAccount', a.name), `ServiceAccount ${a.name} exists`);
+    t.ok(binding.subjects.some((s: Obj) => s.kind === 'ServiceAccount' && s.name === a.name && s.namespace === a.namespace), `${a.namespace}/${a.name} is bound`);
+  }
+  t.equal(binding.subjects.length, 2, 'no other subject');
 });
 
 function mountsOf(spec: Obj): Map<string, { volume: Obj; mount: Obj }> {
@@ -80,8 +90,34 @@ function mountsOf(spec: Obj): Map<string, { volume: Obj; mount: Obj }> {
 t.test('worker Pod: as KMM creates it — config from a downward-API annotation, host paths, privileges', async (t) => {
   const pod = find('Pod')!;
   const c = pod.spec.containers[0];
-  t.same(c.args, ['kmod', 'load', '/etc/kmm-worker/config.yaml', '--firmware-path', '/var/lib/firmware']);
-  t.equal(pod.spec.restartPolicy, 'Never');
+  // internal/pod/workerpodmanager.go at upstream HEAD, with the operator's default firmwareHostPath
+  t.same(c.args, ['kmod', 'load', '/etc/kmm-worker/config.yaml', '--firmware-path', '/lib/firmware']);
+  t.equal(pod.spec.restartPolicy, 'OnFailure');
+  const resources = { requests: { cpu: '500m', memory: '64Mi' }, limits: { cpu: '1', memory: '128Mi' } };
+  t.same(c.resources, resources, 'worker: requests 0.5 CPU/64Mi, limits 1 CPU/128Mi');
+  const init = pod.spec.initContainers[0];
+  t.equal(init.name, 'image-extractor');
+  t.same(init.resources, resources);
+  t.same(init.volumeMounts, [{ name: 'tmp', mountPath: '/tmp' }], 'the init container writes the shared dir');
+  t.same(pod.metadata.labels, {
+    'app.kubernetes.io/name': 'kmm',
+    'app.kubernetes.io/component': 'worker',
+    'app.kubernetes.io/part-of': 'kmm',
+    'kmm.node.kubernetes.io/module.name': 'kmm-ci-a',
+    'kmm.node.kubernetes.io/worker-action': 'Load',
+  });
+  t.same(pod.metadata.finalizers, ['kmm.node.kubernetes.io/nodemodulesconfig-reconciler']);
+  t.notOk(pod.spec.tolerations, 'the example Module has no tolerations');
+  t.same(Object.keys(c).sort(), ['args', 'env', 'image', 'name', 'resources', 'securityContext', 'volumeMounts'],
+    'no field the operator does not set, but the optional env');
+  t.same(c.volumeMounts.map((m: Obj) => [m.name, m.mountPath, m.readOnly ?? false]), [
+    ['config', '/etc/kmm-worker', true],
+    ['lib-modules', '/lib/modules', true],
+    ['lib-modules', '/host/lib/modules', true],
+    ['tmp', '/tmp', true],
+    ['lib-firmware', '/lib/firmware', false],
+  ], 'the shared emptyDir is READ-ONLY at /tmp in the worker');
+  t.same(pod.spec.volumes.find((v: Obj) => v.name === 'tmp'), { name: 'tmp', emptyDir: {} });
   const mounts = mountsOf(pod.spec);
   const cfg = mounts.get('/etc/kmm-worker')!;
   const item = cfg.volume.downwardAPI.items[0];
@@ -92,8 +128,7 @@ t.test('worker Pod: as KMM creates it — config from a downward-API annotation,
   t.equal(config.modprobe.moduleName, 'kmm_ci_a', 'the annotation is a valid ModuleConfig for our own parser');
   t.same(mounts.get('/lib/modules')!.volume.hostPath, { path: '/lib/modules', type: 'Directory' });
   t.equal(mounts.get('/lib/modules')!.mount.readOnly, true);
-  t.equal(mounts.get('/var/lib/firmware')!.volume.hostPath.path, '/var/lib/firmware', 'firmware dir = --firmware-path, from the host');
-  t.notOk(mounts.get('/var/lib/firmware')!.mount.readOnly);
+  t.equal(mounts.get('/lib/firmware')!.volume.hostPath.path, '/lib/firmware', 'firmware dir = --firmware-path, from the host');
   t.equal(c.securityContext.privileged, true, 'firmware_class.path needs a writable /sys');
   const env = Object.fromEntries(c.env.map((e: Obj) => [e.name, e.valueFrom?.fieldRef?.fieldPath ?? e.value]));
   t.equal(env.NODE_NAME, 'spec.nodeName');
@@ -134,7 +169,11 @@ t.test('Containerfile: multi-stage, Node 24, kmod, production dependencies only,
   t.notOk(runtime.some((l) => /^COPY (?!--from=)/.test(l)), 'the runtime stage copies only from the build stage');
   t.same(JSON.parse(runtime.find((l) => l.startsWith('ENTRYPOINT '))!.slice('ENTRYPOINT '.length)), ['kmm-worker']);
   const labels = runtime.filter((l) => l.startsWith('LABEL ')).join(' ');
-  for (const k of ['title', 'description', 'version', 'licenses', 'base.name']) t.match(labels, `org.opencontainers.image.${k}=`, `label ${k}`);
+  for (const k of ['title', 'description', 'version', 'licenses', 'source', 'revision', 'base.name']) t.match(labels, `org.opencontainers.image.${k}=`, `label ${k}`);
+  // an ARG declared before the first FROM is empty after a FROM unless declared again there
+  const runtimeArgs = runtime.filter((l) => /^ARG /.test(l)).map((l) => l.slice(4).split('=')[0]);
+  for (const ref of labels.matchAll(/\$\{(\w+)\}/g)) t.ok(runtimeArgs.includes(ref[1]!), `ARG ${ref[1]} is declared in the runtime stage`);
+  t.notMatch(labels, /kernel-module-management/, 'no label points at another project');
   t.match(text, /runs as root/i, 'says why it runs as root');
 
   // every path the build copies from the context exists, and what the runtime takes from the build exists

@@ -19,7 +19,7 @@ const arr = (items: S): S => ({ t: 'array', items });
 const obj = (props: Record<string, S>, required: string[] = [], oneOf?: string[]): S => ({ t: 'object', props, required, ...(oneOf ? { oneOf } : {}) });
 const dns1123 = { t: 'string', pattern: /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/ } as const;
 
-const metadata = obj({ name: dns1123, namespace: dns1123, labels: map, annotations: map }, ['name']);
+const metadata = obj({ name: dns1123, namespace: dns1123, labels: map, annotations: map, finalizers: arr(str) }, ['name']);
 const fieldRef = obj({ fieldPath: str, apiVersion: str }, ['fieldPath']);
 const envVar = obj({ name: str, value: str, valueFrom: obj({ fieldRef }, [], ['fieldRef']) }, ['name']);
 const httpGet = obj({ path: str, port: { t: 'any' }, scheme: { t: 'string', enum: ['HTTP', 'HTTPS'] } }, ['port']);
@@ -68,6 +68,7 @@ const podSpec = obj(
     priorityClassName: str,
     terminationGracePeriodSeconds: int,
     tolerations: arr(obj({ key: str, operator: { t: 'string', enum: ['Exists', 'Equal'] }, value: str, effect: str })),
+    initContainers: arr(container),
     containers: arr(container),
     volumes: arr(volume),
   },

@@ -42,6 +42,10 @@ const invalid: [string, string, string][] = [
   ['args.load not an option', `${base}modprobe: {moduleName: a, args: {load: [b]}}\n`, "modprobe.args.load[0] 'b' must be a modprobe option"],
   ['dirName relative', `${base}modprobe: {moduleName: a, dirName: opt}\n`, "modprobe.dirName must be an absolute path inside the image, got 'opt'"],
   ['firmwarePath with ..', `${base}modprobe: {moduleName: a, firmwarePath: /firmware/../../etc}\n`, "modprobe.firmwarePath must not contain '..'"],
+  ['modprobedDir relative', `${base}modprobe: {moduleName: a, modprobedDir: etc/modprobe.d}\n`, "modprobe.modprobedDir must be an absolute path inside the image, got 'etc/modprobe.d'"],
+  ['modprobedDir with ..', `${base}modprobe: {moduleName: a, modprobedDir: /opt/../../etc}\n`, "modprobe.modprobedDir must not contain '..'"],
+  ['modprobedDir the image root', `${base}modprobe: {moduleName: a, modprobedDir: /}\n`, 'modprobe.modprobedDir must name a directory below the image root'],
+  ['modprobedDir a list', `${base}modprobe: {moduleName: a, modprobedDir: [/a]}\n`, 'modprobe.modprobedDir must be a string, got a list'],
   ['not YAML', `kernelVersion: [unclosed\n`, ''],
   ['not a mapping', `- a\n- b\n`, 'the config must be a mapping'],
   ['empty file', ``, ''],
@@ -102,6 +106,9 @@ t.test('legacy inTreeModuleToRemove is merged into the list; full config keeps e
       args: { load: ['--ignore-install'], unload: ['--ignore-install'] },
     },
   });
+  const withConf = parseModuleConfig(`${base}modprobe: {moduleName: a, modprobedDir: /opt/modprobe.d}\n`, 'c');
+  t.equal(withConf.modprobe.modprobedDir, '/opt/modprobe.d', 'upstream KMM modprobe.modprobedDir is accepted');
+  t.equal(parseModuleConfig(`${base}modprobe: {moduleName: a, modprobedDir: ""}\n`, 'c').modprobe.modprobedDir, undefined, 'empty = not set');
   const raw = parseModuleConfig(`${base}modprobe: {rawArgs: {load: [-v, kmm_hello], unload: [-r, kmm_hello]}}\n`, 'c');
   t.same(raw.modprobe.rawArgs, { load: ['-v', 'kmm_hello'], unload: ['-r', 'kmm_hello'] });
   t.equal(raw.modprobe.moduleName, undefined);

@@ -163,7 +163,7 @@ t.test('--dry-run: the status patch is printed, not written', async (t) => {
   t.equal(r.code, 1);
   t.equal(api.requests.filter((q) => q.method === 'PATCH').length, 0, 'no write');
   const line = r.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; patch?: { status: { modules: unknown[] } } })
-    .find((l) => l.msg === 'dry run: the status patch that would be written');
+    .find((l) => l.msg === 'dry run: the status patch that would be written to PreflightValidationOCP pf');
   t.ok(line, 'the patch is in the log');
   t.equal(line?.patch?.status.modules.length, 9);
   t.same(api.objects('preflightvalidationsocp', PVO)[0]!.status.modules.length, 2, 'the status is unchanged');

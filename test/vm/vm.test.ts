@@ -11,7 +11,7 @@ import { FIRMWARE_BODY, FIRMWARE_REL } from './kmod-image.js';
 
 const HOST_FIRMWARE = '/var/lib/firmware';
 // Boot + ~25 kmm-worker runs under TCG: ~2 min on an idle 2-core machine, far more when other suites share it.
-t.setTimeout(15 * 60_000);
+t.setTimeout(20 * 60_000);
 const t0 = Date.now();
 let lab: Lab;
 
@@ -287,6 +287,23 @@ scenario('7. Day-1: day1 pull stores the image and reboots once; day1 load works
     t.equal(await read('/sys/module/kmm_hello/srcversion'), hostSrcversion('kmm_hello'), 'srcversion is the image\'s');
     t.same(await lab.registry.requests(), [], 'no registry request during day1 load');
     await sh('/usr/sbin/rmmod kmm_hello; ip link set eth0 up && ip route add default via 10.0.2.2');
+  });
+
+scenario('9. modprobedDir: a parameter set only by the image\'s modprobe.d file reaches the kernel; nothing stays',
+  async (t) => {
+    const confDir = `${GUEST_SHARED_DIR}/etc/kmm-modprobe.d`;
+    await sh(`mkdir -p ${confDir} && printf 'options kmm_hello count=11 greeting=from-modprobe-d\n' > ${confDir}/kmm.conf`);
+    const snapshot = 'ls -la /etc/modprobe.d /lib/modprobe.d /run/modprobe.d 2>&1; ls /tmp /var/tmp 2>&1';
+    const before = (await sh(snapshot)).stdout;
+    const cfg = await writeConfig('modprobed', baseConfig('kmm_hello', { modprobe: { modprobedDir: '/etc/kmm-modprobe.d' } }));
+    exitsWith(t, await kw(`kmod load ${cfg} ${SHARED}`), 0, 'kmod load');
+    t.equal(await read('/sys/module/kmm_hello/parameters/count'), '11', 'count from the image\'s modprobe.d file');
+    t.equal(await read('/sys/module/kmm_hello/parameters/greeting'), 'from-modprobe-d', 'greeting from the image\'s modprobe.d file');
+    t.ok(indexOfLine(await dmesgDrain(), 'kmm_hello: loaded count=11 greeting=from-modprobe-d') >= 0, 'dmesg shows the load');
+    exitsWith(t, await kw(`kmod unload ${cfg} ${SHARED}`), 0, 'kmod unload');
+    t.notOk((await procModules()).has('kmm_hello'), '/proc/modules: kmm_hello gone');
+    t.equal((await sh(snapshot)).stdout, before, 'no modprobe.d directory and no temp dir changed');
+    await sh(`rm -rf ${GUEST_SHARED_DIR}/etc`);
   });
 
 scenario('8. a symbol dependency from kmods without modules.dep: kmm-worker runs depmod, modprobe loads both',
