@@ -123,7 +123,11 @@ export function buildProgram(): Command {
         .choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
         .default('info'),
     )
-    .addOption(new Option('--log-format <format>', 'log format (default: pretty on a TTY, else json)').choices(['json', 'pretty']));
+    .addOption(
+      new Option('--log-format <format>', 'log format (default: pretty on a terminal, json in a pod, text under journald and in pipes)')
+        .env('KMM_LOG_FORMAT')
+        .choices(['json', 'pretty', 'text']),
+    );
 
   program
     .command('version')

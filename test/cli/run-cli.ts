@@ -1,0 +1,74 @@
+/**
+ * Runs the built CLI the three ways a host admin meets it: in a pipe, on a terminal (a real pseudo-terminal
+ * from util-linux `script`), and as a systemd service whose stderr is the journal stream (JOURNAL_STREAM names
+ * the device:inode of stderr; here a file stands in for the journal's socket).
+ */
+import { execa } from 'execa';
+import { openSync, closeSync, fstatSync, readFileSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/kmm-worker.js');
+
+export interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The environment of a user's shell: none of the test harness's format choices or the CI's pod markers. */
+export function userEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v === undefined || /^(KMM_|JOURNAL_STREAM$|KUBERNETES_)/.test(k)) continue;
+    env[k] = v;
+  }
+  env.KMM_PULL_SECRETS_DIR = '/nonexistent-kmm-secrets';
+  return { ...env, ...extra };
+}
+
+/** stdout and stderr are pipes (`ssh node kmm-worker ...`, `| tee`). */
+export async function inPipe(args: string[], env: Record<string, string> = {}): Promise<Ran> {
+  const r = await execa(process.execPath, [BIN, ...args], { reject: false, env: userEnv(env), extendEnv: false, timeout: 120_000 });
+  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** On a terminal: what the user's screen receives (stdout and stderr both go to the pty), raw bytes included. */
+export async function onTerminal(args: string[], env: Record<string, string> = {}): Promise<{ code: number; screen: string }> {
+  const cmd = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const r = await execa('script', ['-q', '-e', '-c', cmd, '/dev/null'], {
+    reject: false,
+    env: { ...userEnv(env), COLUMNS: '120', LINES: '40', TERM: 'xterm' },
+    extendEnv: false,
+    stdin: 'ignore',
+    timeout: 120_000,
+  });
+  return { code: r.exitCode ?? -1, screen: String(r.stdout) };
+}
+
+/** As a systemd service: stderr is the journal stream and JOURNAL_STREAM says so. */
+export async function underJournald(args: string[], env: Record<string, string> = {}): Promise<Ran> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'kmm-journal-'));
+  const file = path.join(dir, 'journal');
+  const fd = openSync(file, 'w');
+  try {
+    const st = fstatSync(fd);
+    const r = await execa(process.execPath, [BIN, ...args], {
+      reject: false,
+      env: userEnv({ JOURNAL_STREAM: `${st.dev}:${st.ino}`, INVOCATION_ID: 'test', ...env }),
+      extendEnv: false,
+      stderr: fd,
+      timeout: 120_000,
+    });
+    return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: readFileSync(file, 'utf8') };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Drops the terminal's control sequences, leaving what a reader sees. */
+export function plain(screen: string): string {
+  // eslint-disable-next-line no-control-regex
+  return screen.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
+}
