@@ -51,6 +51,7 @@ export async function onTerminal(args: string[], env: Record<string, string> = {
 export async function underJournald(args: string[], env: Record<string, string> = {}): Promise<Ran> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'kmm-journal-'));
   const file = path.join(dir, 'journal');
+  // the file exists before the child opens it, so its device:inode is known in advance
   const fd = openSync(file, 'w');
   try {
     const st = fstatSync(fd);
@@ -58,7 +59,7 @@ export async function underJournald(args: string[], env: Record<string, string> 
       reject: false,
       env: userEnv({ JOURNAL_STREAM: `${st.dev}:${st.ino}`, INVOCATION_ID: 'test', ...env }),
       extendEnv: false,
-      stderr: fd,
+      stderr: { file },
       timeout: 120_000,
     });
     return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: readFileSync(file, 'utf8') };
