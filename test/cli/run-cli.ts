@@ -4,6 +4,8 @@
  * the device:inode of stderr; here a file stands in for the journal's socket).
  */
 import { execa } from 'execa';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { openSync, closeSync, fstatSync, readFileSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,14 +57,15 @@ export async function underJournald(args: string[], env: Record<string, string> 
   const fd = openSync(file, 'w');
   try {
     const st = fstatSync(fd);
-    const r = await execa(process.execPath, [BIN, ...args], {
-      reject: false,
+    // node's own spawn hands the fd itself to the child (execa would put a pipe in between)
+    const child = spawn(process.execPath, [BIN, ...args], {
       env: userEnv({ JOURNAL_STREAM: `${st.dev}:${st.ino}`, INVOCATION_ID: 'test', ...env }),
-      extendEnv: false,
-      stderr: { file },
-      timeout: 120_000,
+      stdio: ['ignore', 'pipe', fd],
     });
-    return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: readFileSync(file, 'utf8') };
+    let stdout = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += String(c)));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    return { code: code ?? -1, stdout, stderr: readFileSync(file, 'utf8') };
   } finally {
     closeSync(fd);
   }
