@@ -63,7 +63,7 @@ export async function underJournald(args: string[], env: Record<string, string> 
       stdio: ['ignore', 'pipe', fd],
     });
     let stdout = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += String(c)));
+    child.stdout!.on('data', (c: Buffer) => (stdout += String(c)));
     const [code] = (await once(child, 'exit')) as [number | null];
     return { code: code ?? -1, stdout, stderr: readFileSync(file, 'utf8') };
   } finally {
