@@ -13,6 +13,8 @@ import type { Day1LoadFlags, Day1MachineConfigFlags, Day1PullFlags } from './com
 import type { Context, GlobalOptions } from './context.js';
 import { InterruptedError, OperationError, UsageError, exitCodeOf, oneLine } from './errors.js';
 import { createLogger, type Logger } from './log.js';
+import { addExamples } from './help-examples.js';
+import { version } from './version.js';
 
 type Opts = Record<string, unknown>;
 
@@ -102,6 +104,9 @@ export function buildProgram(): Command {
     .description('Node-side agent of Kernel Module Management: pull kmod images, install firmware, load modules')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
+    // every subcommand's help lists the global options too: they are where --dry-run and --host-root live
+    .configureHelp({ showGlobalOptions: true })
+    .version(`kmm-worker ${version()}`, '-V, --version', 'print the version')
     .addOption(new Option('--host-root <dir>', "resolve the node's own paths under DIR").env('KMM_HOST_ROOT').default('/'))
     .addOption(new Option('--modprobe <path>', 'the modprobe binary').env('KMM_MODPROBE').default('modprobe'))
     .addOption(new Option('--images-dir <dir>', 'image cache and Day-1 store').env('KMM_IMAGES_DIR').default('/var/lib/kmm/images'))
@@ -295,6 +300,7 @@ export function buildProgram(): Command {
       }),
     );
 
+  addExamples(program);
   return program;
 }
 

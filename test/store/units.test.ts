@@ -18,7 +18,9 @@ t.test('pull policies', async (t) => {
   t.equal(parsePullPolicy(undefined), 'IfNotPresent');
   t.equal(parsePullPolicy(''), 'IfNotPresent');
   t.equal(parsePullPolicy('Always'), 'Always');
-  t.throws(() => parsePullPolicy('always'), { constructor: UsageError, message: /got 'always'/ });
+  t.equal(parsePullPolicy('always'), 'Always', 'as people type it (issue 18)');
+  t.equal(parsePullPolicy('IFNOTPRESENT'), 'IfNotPresent');
+  t.throws(() => parsePullPolicy('sometimes'), { constructor: UsageError, message: /got 'sometimes'/ });
 });
 
 t.test('selection prefixes and what they let through', async (t) => {
