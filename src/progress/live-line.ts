@@ -18,7 +18,8 @@ export interface LiveLine {
 
 /** A live line on `stream` when it is a terminal; undefined otherwise (callers then log instead). */
 export function openLiveLine(stream: NodeJS.WriteStream = process.stderr): LiveLine | undefined {
-  if (!stream.isTTY) return undefined;
+  // a terminal of no size (a pty nobody sized) would swallow every line written through log-update
+  if (!stream.isTTY || !stream.rows || !stream.columns) return undefined;
   // the cursor stays visible: hiding it would need a restore hook on every way the process can end
   const render = createLogUpdate(stream, { showCursor: true });
   const mine = { render, text: '' };

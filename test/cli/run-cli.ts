@@ -38,7 +38,8 @@ export async function inPipe(args: string[], env: Record<string, string> = {}): 
 
 /** On a terminal: what the user's screen receives (stdout and stderr both go to the pty), raw bytes included. */
 export async function onTerminal(args: string[], env: Record<string, string> = {}): Promise<{ code: number; screen: string }> {
-  const cmd = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  // a terminal window has a size; the pty `script` makes has none until told
+  const cmd = 'stty rows 40 cols 160; ' + [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   const r = await execa('script', ['-q', '-e', '-c', cmd, '/dev/null'], {
     reject: false,
     env: { ...userEnv(env), COLUMNS: '120', LINES: '40', TERM: 'xterm' },
