@@ -9,6 +9,7 @@ import type { ImagePullFlags } from './commands/image-pull.js';
 import type { ImageInspectFlags } from './commands/image-inspect.js';
 import type { ImageLsFlags, ImagePruneFlags } from './commands/image-store.js';
 import type { PreflightFlags } from './commands/preflight.js';
+import type { DiagnoseFlags } from './commands/diagnose.js';
 import type { Day1LoadFlags, Day1MachineConfigFlags, Day1PullFlags } from './commands/day1.js';
 import type { Context, GlobalOptions } from './context.js';
 import { InterruptedError, OperationError, UsageError, exitCodeOf, oneLine } from './errors.js';
@@ -244,6 +245,20 @@ export function buildProgram(): Command {
       act(async (ctx, _args, flags) => {
         const m = await import('./commands/preflight.js');
         return m.preflight(ctx, flags as PreflightFlags);
+      }),
+    );
+
+  program
+    .command('diagnose [config]')
+    .description("read-only support bundle: kernel, module signing, the modules' live state against the image, firmware, cache, modprobe.d, kernel log, registry")
+    .option('--firmware-path <dir>', 'a host firmware directory to look for KMM firmware records in (also: firmware_class.path, /var/lib/firmware)')
+    .option('--no-registry', 'do not contact the registry')
+    .option('--json', 'print the report as JSON on stdout')
+    .option('--output <file.tar.gz>', 'also write the report and the raw lines it was made from into a .tar.gz')
+    .action(
+      act(async (ctx, [config], flags) => {
+        const m = await import('./commands/diagnose.js');
+        return m.diagnose(ctx, config, flags as DiagnoseFlags);
       }),
     );
 
