@@ -12,6 +12,7 @@ import { RECORD_DIR, type FirmwareRecord } from '../host/firmware.js';
 import { listImages, type ListedImage } from '../store/inventory.js';
 import { parseReference } from '../image/reference.js';
 import { oneLine } from '../errors.js';
+import { size } from './render.js';
 import {
   kernelLogMentions, liveModule, modprobeDMentions, securityState,
   type KernelLog, type LiveModule, type ModprobeDMatch, type SecurityState,
@@ -185,7 +186,7 @@ export async function collectDiagnosis(config: { path: string; config: ModuleCon
   checks.push({
     check: 'image cache',
     verdict: c && !entry ? 'warn' : 'info',
-    summary: `${cache.length} entr${cache.length === 1 ? 'y' : 'ies'}, ${(total / 1024 / 1024).toFixed(1)} MiB in ${deps.imagesDir}` +
+    summary: `${cache.length} entr${cache.length === 1 ? 'y' : 'ies'}, ${size(total)} in ${deps.imagesDir}` +
       (c && !entry ? `; none for ${c.containerImage}` : ''),
   });
 

@@ -13,7 +13,7 @@ export function renderSummary(r: DiagnoseReport): string {
   if (r.cache.length > 0) {
     out.push('', 'image cache:');
     for (const e of r.cache) {
-      out.push(`  ${e.reference}  ${e.digest.slice(0, 19)}  ${e.selection}  ${(e.bytes / 1024 / 1024).toFixed(1)} MiB  used ${age(e.ageSeconds)} ago`);
+      out.push(`  ${e.reference}  ${e.digest.slice(0, 19)}  ${e.selection}  ${size(e.bytes)}  used ${age(e.ageSeconds)} ago`);
     }
   }
   if (r.firmware.records.length > 0) {
@@ -38,4 +38,10 @@ function age(s: number): string {
   if (s < 7200) return `${Math.round(s / 60)}m`;
   if (s < 172800) return `${Math.round(s / 3600)}h`;
   return `${Math.round(s / 86400)}d`;
+}
+
+export function size(bytes: number): string {
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
