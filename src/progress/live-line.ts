@@ -1,13 +1,21 @@
 /**
  * The one live status line of a terminal (a pull's progress). Log lines are written above it: the line is
  * erased, the log line printed, and the line drawn again, so a log line never lands in the middle of it.
- * log-update does the terminal control; this module only remembers what is shown.
+ * log-update does the terminal control; this module only remembers what is shown. log-update is loaded when
+ * the first live line opens, not by every command (it costs more start-up time than pino itself).
  */
-import { createLogUpdate } from 'log-update';
+import type { createLogUpdate } from 'log-update';
 
 type Render = ReturnType<typeof createLogUpdate>;
 
-let active: { render: Render; text: string } | undefined;
+interface Shown {
+  render: Render | undefined;
+  text: string;
+  closed: boolean;
+}
+
+let active: Shown | undefined;
+let loading: Promise<typeof import('log-update')> | undefined;
 
 export interface LiveLine {
   /** replaces the text of the line */
@@ -20,21 +28,30 @@ export interface LiveLine {
 export function openLiveLine(stream: NodeJS.WriteStream = process.stderr): LiveLine | undefined {
   // a terminal of no size (a pty nobody sized) would swallow every line written through log-update
   if (!stream.isTTY || !stream.rows || !stream.columns) return undefined;
-  // the cursor stays visible: hiding it would need a restore hook on every way the process can end
-  const render = createLogUpdate(stream, { showCursor: true });
-  const mine = { render, text: '' };
+  const mine: Shown = { render: undefined, text: '', closed: false };
   active = mine;
+  loading ??= import('log-update');
+  loading.then(
+    ({ createLogUpdate }) => {
+      if (mine.closed) return;
+      // the cursor stays visible: hiding it would need a restore hook on every way the process can end
+      mine.render = createLogUpdate(stream, { showCursor: true });
+      if (mine.text) mine.render(mine.text);
+    },
+    () => undefined, // no live line then; the log lines still come
+  );
   return {
     update(text) {
-      if (active !== mine) return;
+      if (mine.closed) return;
       mine.text = text;
-      render(text);
+      mine.render?.(text);
     },
     close() {
-      if (active !== mine) return;
-      if (mine.text) render.clear();
-      render.done();
-      active = undefined;
+      if (mine.closed) return;
+      mine.closed = true;
+      if (mine.render && mine.text) mine.render.clear();
+      mine.render?.done();
+      if (active === mine) active = undefined;
     },
   };
 }
@@ -44,7 +61,7 @@ export function openLiveLine(stream: NodeJS.WriteStream = process.stderr): LiveL
  * when there is none, so the caller writes it its own way.
  */
 export function writeAboveLiveLine(line: string): boolean {
-  if (!active || !active.text) return false;
+  if (!active?.render || !active.text) return false;
   active.render.persist(line.replace(/\n$/, ''));
   active.render(active.text);
   return true;
