@@ -315,6 +315,18 @@ export function buildProgram(): Command {
       }),
     );
 
+  program
+    .command('completion <shell>')
+    .description('print a bash or zsh completion script')
+    .addHelpText('after', '\nExamples:\n  $ kmm-worker completion bash > /etc/bash_completion.d/kmm-worker\n  $ source <(kmm-worker completion zsh)\n')
+    .action(
+      act(async (ctx, [shell]) => {
+        if (shell !== 'bash' && shell !== 'zsh') throw new UsageError(`completion: shell must be bash or zsh, got '${shell}'`);
+        const { completionScript } = await import('./completion.js');
+        ctx.stdout.write(completionScript(program, shell));
+      }),
+    );
+
   addExamples(program);
   return program;
 }

@@ -7,7 +7,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 
 const COMMANDS = [
   ['kmod', 'load'], ['kmod', 'unload'], ['run'], ['image', 'pull'], ['image', 'inspect'], ['image', 'ls'],
-  ['image', 'prune'], ['preflight'], ['day1', 'pull'], ['day1', 'load'], ['day1', 'machineconfig'], ['diagnose'], ['version'],
+  ['image', 'prune'], ['preflight'], ['day1', 'pull'], ['day1', 'load'], ['day1', 'machineconfig'], ['diagnose'], ['completion'], ['version'],
 ];
 
 t.test('every command: global options and 2-3 examples that run that command', async (t) => {
