@@ -66,3 +66,27 @@ t.test("Node's --use-system-ca advice is not passed on", async (t) => {
   const m = messages.tlsUntrusted('r', 'r', 'unable to verify the first certificate; if the root CA is installed locally, try running Node.js with --use-system-ca', 'cli');
   t.equal(m, "registry r: TLS certificate not trusted (unable to verify the first certificate); put the registry's CA in /etc/containers/certs.d/r/ca.crt (under --host-root), or to skip verification pass --insecure");
 });
+
+t.test('the same TLS failure, told to a ModuleConfig user and to a command-line user', async (t) => {
+  const { startRegistry } = await import('../helpers/registry.js');
+  const { makeHostRoot } = await import('../helpers/host-root.js');
+  const reg = await startRegistry({ tls: true });
+  t.teardown(() => reg.stop());
+  const host = await makeHostRoot({ kver: '6.1.0-57-amd64' });
+  t.teardown(() => host.cleanup());
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'kmm-tls-'));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'config.yaml');
+  await fs.writeFile(config, `kernelVersion: 6.1.0-57-amd64\ncontainerImage: ${reg.host}/kmod:v1\nmodprobe:\n  moduleName: kmm_hello\n`);
+  const common = ['--host-root', host.root, '--images-dir', path.join(dir, 'cache'), '--shared-dir', path.join(dir, 'shared')];
+
+  const load = await inPipe([...common, '--report', 'off', 'kmod', 'load', config]);
+  t.equal(load.code, 1);
+  t.match(load.stderr, new RegExp(`^ERROR registry ${reg.host}: TLS certificate not trusted .*certs\\.d/${reg.host}/ca\\.crt .*set insecurePull: true in the config `, 'm'));
+  t.notMatch(load.stderr, /--insecure|use-system-ca/);
+
+  const pull = await inPipe([...common, 'image', 'pull', `${reg.host}/kmod:v1`, '--kernel', '6.1.0-57-amd64']);
+  t.equal(pull.code, 1);
+  t.match(pull.stderr, /^ERROR registry .*TLS certificate not trusted .*or to skip verification pass --insecure /m);
+  t.notMatch(pull.stderr, /insecurePull|use-system-ca/);
+});
