@@ -9,10 +9,13 @@ import type { ImagePullFlags } from './commands/image-pull.js';
 import type { ImageInspectFlags } from './commands/image-inspect.js';
 import type { ImageLsFlags, ImagePruneFlags } from './commands/image-store.js';
 import type { PreflightFlags } from './commands/preflight.js';
+import type { DiagnoseFlags } from './commands/diagnose.js';
 import type { Day1LoadFlags, Day1MachineConfigFlags, Day1PullFlags } from './commands/day1.js';
 import type { Context, GlobalOptions } from './context.js';
 import { InterruptedError, OperationError, UsageError, cutEchoes, exitCodeOf, oneLine } from './errors.js';
 import { createLogger, type Logger } from './log.js';
+import { addExamples } from './help-examples.js';
+import { version } from './version.js';
 
 type Opts = Record<string, unknown>;
 
@@ -104,6 +107,9 @@ export function buildProgram(): Command {
     .exitOverride()
     // commander's own errors echo the argument too ("unknown option '...'")
     .configureOutput({ outputError: (text, write) => write(text.split('\n').map(cutEchoes).join('\n')) })
+    // every subcommand's help lists the global options too: they are where --dry-run and --host-root live
+    .configureHelp({ showGlobalOptions: true })
+    .version(`kmm-worker ${version()}`, '-V, --version', 'print the version')
     .addOption(new Option('--host-root <dir>', "resolve the node's own paths under DIR").env('KMM_HOST_ROOT').default('/'))
     .addOption(new Option('--modprobe <path>', 'the modprobe binary').env('KMM_MODPROBE').default('modprobe'))
     .addOption(new Option('--images-dir <dir>', 'image cache and Day-1 store').env('KMM_IMAGES_DIR').default('/var/lib/kmm/images'))
@@ -125,7 +131,11 @@ export function buildProgram(): Command {
         .choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
         .default('info'),
     )
-    .addOption(new Option('--log-format <format>', 'log format (default: pretty on a TTY, else json)').choices(['json', 'pretty']));
+    .addOption(
+      new Option('--log-format <format>', 'log format (default: pretty on a terminal, json in a pod, text under journald and in pipes)')
+        .env('KMM_LOG_FORMAT')
+        .choices(['json', 'pretty', 'text']),
+    );
 
   program
     .command('version')
@@ -242,6 +252,20 @@ export function buildProgram(): Command {
       }),
     );
 
+  program
+    .command('diagnose [config]')
+    .description("read-only support bundle: kernel, module signing, the modules' live state against the image, firmware, cache, modprobe.d, kernel log, registry")
+    .option('--firmware-path <dir>', 'a host firmware directory to look for KMM firmware records in (also: firmware_class.path, /var/lib/firmware)')
+    .option('--no-registry', 'do not contact the registry')
+    .option('--json', 'print the report as JSON on stdout')
+    .option('--output <file.tar.gz>', 'also write the report and the raw lines it was made from into a .tar.gz')
+    .action(
+      act(async (ctx, [config], flags) => {
+        const m = await import('./commands/diagnose.js');
+        return m.diagnose(ctx, config, flags as DiagnoseFlags);
+      }),
+    );
+
   const day1 = program.command('day1').description('Day-1: load a module before the network, pull its image after');
   // Every day1 flag also reads a KMM_DAY1_* variable, so the systemd units take their settings from one
   // EnvironmentFile (systemd/kmm-day1.env); an empty variable means the default.
@@ -295,6 +319,19 @@ export function buildProgram(): Command {
       }),
     );
 
+  program
+    .command('completion <shell>')
+    .description('print a bash or zsh completion script')
+    .addHelpText('after', '\nExamples:\n  $ kmm-worker completion bash > /etc/bash_completion.d/kmm-worker\n  $ source <(kmm-worker completion zsh)\n')
+    .action(
+      act(async (ctx, [shell]) => {
+        if (shell !== 'bash' && shell !== 'zsh') throw new UsageError(`completion: shell must be bash or zsh, got '${shell}'`);
+        const { completionScript } = await import('./completion.js');
+        ctx.stdout.write(completionScript(program, shell));
+      }),
+    );
+
+  addExamples(program);
   return program;
 }
 

@@ -1,7 +1,7 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { defaultLogFormat, logDestination, type LogFormat } from './log-format.js';
 
-export type { Logger };
-export type LogFormat = 'json' | 'pretty';
+export type { Logger, LogFormat };
 
 export interface LogOptions {
   level?: string;
@@ -29,27 +29,15 @@ const REDACT = [
 ];
 
 /**
- * JSON lines to stderr by default; pretty on a TTY or when asked. pino-pretty is loaded only when used and
- * runs in-process (no transport worker), which keeps start-up cheap and lets the last line reach stderr
- * before the process exits.
+ * Lines to stderr in the format chosen by context (see log-format.ts) unless one is asked for. pino-pretty is
+ * loaded only when used and runs in-process (no transport worker), which keeps start-up cheap and lets the
+ * last line reach stderr before the process exits.
  */
 export async function createLogger(opts: LogOptions = {}): Promise<Logger> {
   const level = opts.level ?? 'info';
-  const format = opts.format ?? (process.stderr.isTTY ? 'pretty' : 'json');
   const base = { level, redact: { paths: REDACT, censor: '[redacted]' }, base: undefined };
   if (opts.destination) return pino(base, opts.destination);
-  if (format === 'pretty') {
-    const { default: pretty } = await import('pino-pretty');
-    const stream = pretty({
-      destination: 2,
-      sync: true,
-      colorize: process.stderr.isTTY,
-      ignore: 'pid,hostname',
-      translateTime: 'SYS:HH:MM:ss.l',
-    });
-    return pino(base, stream);
-  }
-  return pino(base, pino.destination({ dest: 2, sync: true }));
+  return pino(base, await logDestination(opts.format ?? defaultLogFormat()));
 }
 
 /** A logger that drops everything; for library callers and tests that do not look at logs. */

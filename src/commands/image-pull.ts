@@ -40,7 +40,7 @@ export async function imagePull(ctx: Context, ref: string, flags: ImagePullFlags
         kernelVersion: flags.kernel ?? (await runningKernel(ctx.opts.hostRoot)),
         ...(flags.firmwareDir ? { firmwarePath: flags.firmwareDir } : {}),
       };
-  const progress = progressReporter(process.stderr);
+  const progress = progressReporter(process.stderr, ctx.log, ref);
   let pulled;
   try {
     pulled = await pullImage(ref, {

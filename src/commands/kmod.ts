@@ -6,6 +6,7 @@ import { readModuleConfig } from '../config/module-config.js';
 import { createWorkerDeps } from '../worker/deps.js';
 import { loadModule, type LoadOptions } from '../worker/load.js';
 import { unloadModule } from '../worker/unload.js';
+import { speakTo } from '../messages.js';
 
 export interface KmodFlags {
   firmwarePath?: string;
@@ -31,6 +32,7 @@ function firmwareOptions(flags: KmodFlags): LoadOptions {
 }
 
 export async function kmodLoad(ctx: Context, configPath: string, flags: KmodFlags): Promise<void> {
+  speakTo('module-config');
   const firmware = firmwareOptions(flags);
   const config = await readModuleConfig(configPath);
   const deps = await createWorkerDeps(ctx, config);
@@ -38,6 +40,7 @@ export async function kmodLoad(ctx: Context, configPath: string, flags: KmodFlag
 }
 
 export async function kmodUnload(ctx: Context, configPath: string, flags: KmodFlags): Promise<void> {
+  speakTo('module-config');
   const firmware = firmwareOptions(flags);
   const config = await readModuleConfig(configPath);
   const deps = await createWorkerDeps(ctx, config);

@@ -1,5 +1,6 @@
 import type { Context } from '../context.js';
 import { UsageError, oneLine } from '../errors.js';
+import { speakTo } from '../messages.js';
 
 /** The flags of `kmm-worker preflight` as commander gives them (see src/cli.ts). */
 export interface PreflightFlags {
@@ -17,6 +18,7 @@ export interface PreflightFlags {
 }
 
 export async function preflight(ctx: Context, flags: PreflightFlags): Promise<number> {
+  speakTo('module');
   const { runPreflight } = await import('../preflight/run-preflight.js');
   const { openImage, closeRegistryClients } = await import('../image/open.js');
   // the Kubernetes client is heavy to load: only for --from-cluster / --write-status

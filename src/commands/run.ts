@@ -1,5 +1,6 @@
 /** `kmm-worker run <config>` — the daemon of DESIGN §9. */
 import type { Context } from '../context.js';
+import { speakTo } from '../messages.js';
 import { UsageError, exitCodeOf, oneLine } from '../errors.js';
 import { parseHealthAddr } from '../daemon/health.js';
 import { runModuleDaemon } from '../daemon/daemon.js';
@@ -16,6 +17,7 @@ export interface RunFlags {
 }
 
 export async function runDaemon(ctx: Context, configPath: string, flags: RunFlags): Promise<number> {
+  speakTo('module-config');
   const firmwarePath = absoluteHostPath('--firmware-path', flags.firmwarePath);
   const healthAddr = parseHealthAddr(flags.healthAddr ?? '127.0.0.1:8081');
   const seconds = Number(flags.checkInterval ?? '10');

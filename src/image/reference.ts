@@ -77,6 +77,8 @@ export function parseReference(ref: string): ImageReference {
   if (typeof ref !== 'string' || ref.trim() === '') throw new UsageError('image reference is empty');
   if (ref !== ref.trim() || /\s/.test(ref)) throw new UsageError(`image reference '${ref}' contains whitespace`);
   if (ref.startsWith('oci:')) return parseLayoutReference(ref);
+  // skopeo's transport prefix names the same thing as a bare reference
+  if (ref.startsWith('docker://')) return parseReference(ref.slice('docker://'.length));
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) {
     throw new UsageError(`image reference '${ref}' must not have a URL scheme (write host/repo:tag)`);
   }

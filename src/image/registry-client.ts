@@ -11,6 +11,7 @@ import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OperationError } from '../errors.js';
+import { messages } from '../messages.js';
 import type { Logger } from '../log.js';
 import { parseReceivedJson } from './bounded-json.js';
 import { parseChallenges, type Challenge } from './challenge.js';
@@ -280,13 +281,10 @@ export class RegistryClient {
   networkError(err: unknown, what: string, tries: number): Error {
     if (err instanceof OperationError || (err instanceof Error && err.name === 'AbortError')) return err;
     if (isCertificateError(err)) {
-      return new OperationError(
-        `registry ${this.registry}: TLS certificate not trusted (${errorText(err)}); add its CA to ` +
-          `/etc/containers/certs.d/${this.opts.endpoint}/ca.crt or allow insecurePull`, { cause: err });
+      return new OperationError(messages.tlsUntrusted(this.registry, this.opts.endpoint, errorText(err)), { cause: err });
     }
     if (/wrong version number|packet length too long/i.test(errorText(err))) {
-      return new OperationError(`registry ${this.registry} does not speak HTTPS; plain HTTP needs insecurePull: true ` +
-        `in the config or --insecure`, { cause: err });
+      return new OperationError(messages.plainHttp(this.registry), { cause: err });
     }
     const t = tries > 1 ? ` after ${tries} tries` : '';
     return new OperationError(`registry ${this.registry}: ${what} failed${t}: ${errorText(err)}`, { cause: err });

@@ -5,6 +5,7 @@
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OperationError } from '../errors.js';
+import { messages } from '../messages.js';
 import type { Logger } from '../log.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
 import { parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
@@ -20,8 +21,13 @@ function header(res: RegistryResponse, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-async function notFound(client: RegistryClient, res: RegistryResponse, ref: RegistryReference, what: string)
-  : Promise<OperationError> {
+/**
+ * The error for a manifest 404. Registries answer NAME_UNKNOWN for an unknown repository only sometimes
+ * (distribution's filesystem storage says MANIFEST_UNKNOWN for both), so for a missing tag the tag list
+ * decides: a 404 there means the repository itself does not exist.
+ */
+async function notFound(client: RegistryClient, res: RegistryResponse, ref: RegistryReference, what: string,
+  tag: string | undefined, signal?: AbortSignal): Promise<OperationError> {
   let code: unknown = '';
   try {
     const text = (await client.readBody(res, 64 << 10)).toString('utf8');
@@ -29,10 +35,23 @@ async function notFound(client: RegistryClient, res: RegistryResponse, ref: Regi
   } catch {
     // no JSON body
   }
-  if (code === 'NAME_UNKNOWN') {
-    return new OperationError(`image ${ref.name}: repository ${ref.repository} not found on registry ${ref.registry}`);
+  if (code === 'NAME_UNKNOWN') return new OperationError(messages.repositoryUnknown(ref.name, ref.repository, ref.registry));
+  if (tag === undefined) return new OperationError(messages.manifestUnknown(ref.name, what, ref.registry));
+  let tags: string[] | undefined;
+  try {
+    const list = await client.send('GET', `/v2/${ref.repository}/tags/list?n=100`, {
+      repository: ref.repository, signal, what: `tags of ${ref.repository}`, accept: [404],
+    });
+    if (list.statusCode === 404) {
+      await list.body.dump();
+      return new OperationError(messages.repositoryUnknown(ref.name, ref.repository, ref.registry));
+    }
+    const text = (await client.readBody(list, MAX_MANIFEST_BYTES)).toString('utf8');
+    tags = (parseReceivedJson(text, 'tag list') as { tags?: unknown }).tags as string[] | undefined;
+  } catch {
+    // the list is a courtesy: without it the tag is still not there
   }
-  return new OperationError(`image ${ref.name}: ${what} not found on registry ${ref.registry}`);
+  return new OperationError(messages.manifestUnknown(ref.name, what, ref.registry, Array.isArray(tags) ? tags : undefined));
 }
 
 export interface FetchedManifest {
@@ -52,7 +71,7 @@ export async function fetchManifest(client: RegistryClient, ref: RegistryReferen
       repository: ref.repository, headers: { accept: MANIFEST_ACCEPT }, signal, what: `manifest of ${ref.name}`,
       accept: [404],
     });
-    if (r.statusCode === 404) throw await notFound(client, r, ref, what);
+    if (r.statusCode === 404) throw await notFound(client, r, ref, what, isDigest ? undefined : reference, signal);
     return { res: r, body: await client.readBody(r, MAX_MANIFEST_BYTES,
       () => new OperationError(`image ${ref.name}: manifest larger than ${MAX_MANIFEST_BYTES} bytes`)) };
   });
@@ -181,9 +200,8 @@ export async function resolveRegistryDigest(client: RegistryClient, ref: Registr
     accept: [404],
   });
   await client.discard(res);
-  if (res.statusCode === 404) {
-    throw new OperationError(`image ${ref.name}: tag '${tag}' not found on registry ${ref.registry}`);
-  }
+  // a HEAD has no body to tell an unknown repository from an unknown tag: the GET's error code does
+  if (res.statusCode === 404) return (await fetchManifest(client, ref, tag, signal)).digest;
   const d = header(res, 'docker-content-digest');
   if (d && /^sha256:[a-f0-9]{64}$/.test(d)) return d;
   return (await fetchManifest(client, ref, tag, signal)).digest;

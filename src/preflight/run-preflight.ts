@@ -3,6 +3,7 @@
  * (bounded, each with its own time limit), print the report, optionally write it into a
  * PreflightValidation's or PreflightValidationOCP's status. Exit 0 only when every Module succeeded.
  */
+import { checkKernelPlatform } from './kernel-arch.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { parsePlatform } from '../image/platform.js';
@@ -56,6 +57,7 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
   const kind = opts.writeStatus ? await cluster!.findPreflightKind(kube!, opts.writeStatus, ctx.signal) : undefined;
   const target = opts.writeStatus ? await cluster!.readPreflightValidation(kube!, opts.writeStatus, ctx.signal, kind) : undefined;
   const kernelVersion = chooseKernel(given, kind && `${kind.kind} ${opts.writeStatus}`, target?.kernelVersion);
+  checkKernelPlatform(kernelVersion, opts.platform);
   const log = ctx.log.child({ kernel: kernelVersion });
 
   const all = files.length > 0 ? await readModuleFiles(files) : await cluster!.listClusterModules(kube!, ctx.signal);

@@ -28,7 +28,7 @@ export class ImageKmodsSource implements KmodsSource {
 
   async locate(config: ModuleConfig, o: { signal?: AbortSignal; dryRun?: boolean }): Promise<KmodsLocation | undefined> {
     const { dirName, firmwarePath, modprobedDir } = config.modprobe;
-    const progress = progressReporter(this.opts.progress);
+    const progress = progressReporter(this.opts.progress, this.opts.log, config.containerImage);
     const pullOpts: PullOptions = {
       imagesDir: this.opts.imagesDir,
       policy: config.imagePullPolicy,

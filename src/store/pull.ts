@@ -57,7 +57,9 @@ const POLICIES: readonly PullPolicy[] = ['IfNotPresent', 'Always', 'Never'];
 
 export function parsePullPolicy(value: string | undefined, field = '--pull-policy'): PullPolicy {
   if (value === undefined || value === '') return 'IfNotPresent';
-  if ((POLICIES as readonly string[]).includes(value)) return value as PullPolicy;
+  // `--pull-policy always` as people type it; the Kubernetes spelling is the canonical one
+  const policy = POLICIES.find((p) => p.toLowerCase() === value.toLowerCase());
+  if (policy) return policy;
   throw new UsageError(`${field} must be one of IfNotPresent, Always, Never; got '${value}'`);
 }
 

@@ -83,7 +83,7 @@ t.test('a registry that speaks plain HTTP, not on loopback and not insecure: a h
   const tlsErr = Object.assign(new Error('C0B7:error:0A00010B:SSL routines:ssl3_get_record:wrong version number'),
     { code: 'ERR_SSL_WRONG_VERSION_NUMBER' });
   t.equal(c.networkError(tlsErr, 'ping /v2/', 1).message,
-    'registry reg.example:5000 does not speak HTTPS; plain HTTP needs insecurePull: true in the config or --insecure');
+    'registry reg.example:5000 does not speak HTTPS; to use plain HTTP pass --insecure');
   const certErr = Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
   t.match(c.networkError(certErr, 'ping /v2/', 1).message, /^registry reg.example:5000: TLS certificate not trusted/);
   await c.close();

@@ -266,7 +266,9 @@ t.test('resolveDigest: one manifest request', async (t) => {
   t.same(reqs.map((q) => [q.method, q.path]), [['HEAD', '/v2/kmod/manifests/multi']]);
   t.equal((await openImage(`${reg.host}/kmod:multi`)).digest, pushed, 'the same digest openImage reports');
   t.equal(await resolveDigest(`oci:${layout}:multi`), idx.digest);
-  await t.rejects(resolveDigest(`${reg.host}/kmod:gone`), { message: `image ${reg.host}/kmod:gone: tag 'gone' not found on registry ${reg.host}` });
+  await t.rejects(resolveDigest(`${reg.host}/kmod:gone`), { message: new RegExp(`^image ${reg.host}/kmod:gone: tag 'gone' not found on registry ${reg.host}; the repository has: `) });
+  await t.rejects(resolveDigest(`${reg.host}/nothere:v1`), { message: `image ${reg.host}/nothere:v1: repository nothere not found on registry ${reg.host}; check the image name` },
+    'an unknown repository is not reported as a missing tag');
 });
 
 t.test('no credential or signed URL in any log line', async (t) => {
