@@ -20,6 +20,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${KMM_TEST_CACHE:-$repo/.cache}
 mkdir -p "$cache/kernel" "$cache/kmods"
+# the physical path: the headers Makefile names it, and a worktree's .cache may be a symlink to a shared one
+cache=$(cd "$cache" && pwd -P)
 
 exec 9>"$cache/kmods.lock"
 flock 9

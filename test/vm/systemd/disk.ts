@@ -44,7 +44,7 @@ export interface DiskOptions {
 export function shippedSettings(values: Record<string, string>): string {
   const shipped = fs.readFileSync(path.join(repoRoot, 'systemd/kmm-day1.env'), 'utf8');
   const left = new Set(Object.keys(values));
-  const text = shipped.replace(/^([A-Z_]+)=.*$/gm, (line, name: string) => {
+  const text = shipped.replace(/^([A-Z0-9_]+)=.*$/gm, (line, name: string) => {
     if (!(name in values)) return line;
     left.delete(name);
     return `${name}=${values[name]}`;
@@ -62,7 +62,7 @@ export function buildDisk(rootfs: SystemdRootfs, workDir: string, opts: DiskOpti
   const stage = fs.mkdtempSync(path.join(rootfs.dir, '..', `stage-${process.pid}-`));
   try {
     // hard links: the same filesystem, no copy; only new files are written into the stage
-    execFileSync('cp', ['-al', path.join(rootfs.dir, 'rootfs/.'), stage]);
+    execFileSync('cp', ['-al', `${path.join(rootfs.dir, 'rootfs')}/.`, stage]); // path.join would drop the '/.'
     installKmmWorker(stage);
     const put = (guestPath: string, body: string) => {
       const f = path.join(stage, guestPath);
