@@ -15,7 +15,8 @@ import { day1ImageReference } from './image-ref.js';
 import { findModuleFile, kernelModulesDir } from './kmod-file.js';
 import { scanInstalledKernels, type KernelScan, type RpmOstreeStatus } from './installed-kernels.js';
 import type { Day1Settings } from './settings.js';
-import { storeSelection, type Day1Store } from './store.js';
+import { openDay1Store, storeSelection, type Day1Store } from './store.js';
+import type { ModuleConfig } from '../config/module-config.js';
 
 export type PrefetchResult =
   | { release: string; ref: string; outcome: 'stored' | 'present'; digest: string }
@@ -112,4 +113,30 @@ export async function pruneGoneKernels(imagesDir: string, repo: string, keep: Se
     if (tagOf(record.reference) !== undefined && !left.has(`${record.manifestDigest}\n${record.platform}`)) await rm(file, { force: true });
   }
   return removed;
+}
+
+/**
+ * The daemon's (`run`) prefetch: when the config's image is tagged with its kernel release (`<repo>:<kernel>`, the
+ * usual KMM kernel mapping), the same repository tagged with each other installed kernel is stored too, so the
+ * node's next kernel finds its image in the store. A config tagged otherwise names no image for other kernels.
+ */
+export async function prefetchForModuleConfig(ctx: Context, config: ModuleConfig): Promise<PrefetchResult[]> {
+  const ref = config.containerImage;
+  const tagAt = ref.lastIndexOf(':');
+  const moduleName = config.modprobe.moduleName;
+  if (ref.includes('@') || tagAt <= ref.lastIndexOf('/') || ref.slice(tagAt + 1) !== config.kernelVersion || !moduleName) {
+    ctx.log.debug({ image: ref }, 'the image is not tagged with its kernel release: no image to prefetch for other kernels');
+    return [];
+  }
+  const settings: Day1Settings = {
+    repo: ref.slice(0, tagAt),
+    moduleName,
+    inTreeModules: [],
+    dirName: config.modprobe.dirName,
+    firmwareDir: config.modprobe.firmwarePath,
+    hostFirmwarePath: undefined,
+    rebootCommand: [],
+    insecure: config.insecurePull,
+  };
+  return prefetchOtherKernels(ctx, settings, openDay1Store(ctx, settings), { running: config.kernelVersion });
 }

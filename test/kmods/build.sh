@@ -50,7 +50,8 @@ if [ -z "$kver" ]; then
   fi
   [ -n "$kver" ] || die "cannot determine the kernel ABI that linux-image-amd64 depends on"
 fi
-echo "$kver" > "$cache/kernel/KVER"
+# a pinned kernel (KMM_KVER) is not made the default of every other caller
+[ -n "${KMM_KVER:-}" ] || echo "$kver" > "$cache/kernel/KVER"
 kdir="$cache/kernel/$kver"
 hdir="$kdir/headers/usr/src/linux-headers-$kver"
 

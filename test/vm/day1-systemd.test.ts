@@ -12,7 +12,8 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { buildLayout, pushImage } from '../helpers/images.js';
 import { Guest, guestForwardHost, type ExecResult } from './guest.js';
 import { kmodTreeLayers, writeKmodTree } from './kmod-image.js';
-import { buildDisk, ensureSystemdRootfs } from './systemd/disk.js';
+import { buildDisk, ensureSystemdRootfs, type SystemdRootfs } from './systemd/disk.js';
+import { ensureSecondKernel } from './systemd/second-kernel.js';
 
 const REPO = 'kmm/kmm-test-kmods';
 const PORT = 5000;
@@ -22,6 +23,11 @@ t.setTimeout(30 * 60_000);
 const t0 = Date.now();
 
 let kmods: TestKmods;
+/** a second real kernel package (another ABI), for the prefetch proof */
+let kmods2: TestKmods;
+let rootfs: SystemdRootfs;
+let disk: string;
+let hostPort: number;
 let registry: TestRegistry | undefined;
 let guest: Guest | undefined;
 let workDir: string;
@@ -54,7 +60,8 @@ const bootsIn = (ready: string) => Number(ready.split(' ')[2]);
 /** Asks for a reboot and waits until the control service of boot `n` is up. */
 async function rebootInto(n: number): Promise<number> {
   const t1 = Date.now();
-  await sh('systemctl --no-block reboot');
+  // a timer, so the answer leaves before the control service is stopped by the shutdown
+  await out('systemd-run --quiet --on-active=2 /bin/systemctl reboot');
   const ready = await guest!.waitForLine((l) => l.startsWith('@@READY') && bootsIn(l) >= n, 15 * 60_000, `boot ${n}`);
   t.equal(bootsIn(ready), n, `the guest is in boot ${n}`);
   return (Date.now() - t1) / 1000;
@@ -72,16 +79,21 @@ t.before(async () => {
     return v;
   };
   kmods = await step('kernel + test modules', () => ensureTestKmods());
-  const rootfs = await step('Debian rootfs (cached)', () => ensureSystemdRootfs(kmods));
+  kmods2 = await step('second kernel + test modules', () => ensureSecondKernel());
+  rootfs = await step('Debian rootfs (cached)', () =>
+    ensureSystemdRootfs(kmods, { kver: kmods2.kver, modulesDir: kmods2.kernel.modulesDir }));
   registry = await step('registry start', () => startRegistry());
   const reg = registry;
-  await step('image build + push', async () => {
-    const tree = path.join(workDir, 'image-tree');
-    writeKmodTree(tree, kmods);
-    const img = await buildLayout({ dir: path.join(workDir, 'layout'), tag: kmods.kver, layers: kmodTreeLayers(tree) });
-    return pushImage(img, reg, `${REPO}:${kmods.kver}`);
+  await step('image build + push (both kernels)', async () => {
+    for (const k of [kmods, kmods2]) {
+      const tree = path.join(workDir, `image-tree-${k.kver}`);
+      writeKmodTree(tree, k);
+      const img = await buildLayout({ dir: path.join(workDir, 'layout'), tag: k.kver, layers: kmodTreeLayers(tree) });
+      await pushImage(img, reg, `${REPO}:${k.kver}`);
+    }
   });
-  const disk = await step('disk image', () => buildDisk(rootfs, workDir, {
+  hostPort = Number(reg.host.split(':')[1]);
+  disk = await step('disk image', () => buildDisk(rootfs, workDir, {
     settings: { KMM_DAY1_IMAGE: `${guestForwardHost(PORT)}/${REPO}`, KMM_DAY1_MODULE: MODULE },
   }));
   // Boot 1 stores the image and reboots; the control service (ordered after the pull) first answers in boot 2.
@@ -93,7 +105,7 @@ t.before(async () => {
     allowReboot: true,
     workDir,
     bootTimeoutS: 20 * 60,
-    forwards: [{ guestPort: PORT, hostPort: Number(reg.host.split(':')[1]) }],
+    forwards: [{ guestPort: PORT, hostPort }],
     log: (l) => report(t, l),
   }));
   report(t, `accelerator used: ${guest.accel}`);
@@ -173,4 +185,49 @@ t.test('a broken store entry makes the load unit fail, visible in systemctl --fa
   t.equal((await sh(`test -e /sys/module/${MODULE}`)).code, 1, `${MODULE} is not loaded`);
   t.equal((await out('systemctl is-active systemd-networkd.service')).trim(), 'active', 'the boot went on: the network is up');
   t.notMatch(await out('journalctl -b 0 -o cat -u kmm-day1-pull.service'), 'rebooting', 'the pull did not reboot');
+});
+
+t.test('prefetch: the pull on the old kernel stores the new kernel\'s image; its first boot loads early, no second reboot', async (t) => {
+  const k2 = kmods2.kver;
+  // "apt install linux-image-<k2>": its modules are in place, its image lands in /boot; it becomes the default entry
+  await out(`mv /var/lib/kmm-test/vmlinuz-${k2} /boot/ && mkdir -p /boot/grub && ` +
+    `printf 'saved_entry=gnulinux-advanced-kmm>gnulinux-${k2}-advanced-kmm\\n' > /boot/grub/grubenv`);
+  const r = await sh('systemctl restart kmm-day1-pull.service', 600_000);
+  t.equal(r.code, 0, 'the pull unit ran on the old kernel', { stderr: r.stderr });
+  const pull = await out('journalctl -b 0 -o cat -u kmm-day1-pull.service');
+  t.match(pull, `the next boot starts kernel ${k2} (default boot entry)`, 'the pull names the next kernel');
+  t.match(pull, new RegExp(`prefetched ${guestForwardHost(PORT)}/${REPO}:${k2}@sha256:[0-9a-f]{64} for the installed kernel ${k2}`),
+    'and stored its image');
+  t.notMatch(pull, 'rebooting', 'without a reboot');
+  t.equal((await out('uname -r')).trim(), kmods.kver, 'still on the old kernel');
+
+  // QEMU's -kernel is this machine's boot loader: the host boots the default entry's kernel, from the same disk
+  await guest!.poweroff();
+  const t1 = Date.now();
+  guest = await Guest.boot({
+    vmlinux: kmods2.kernel.vmlinux,
+    initrd: rootfs.initrd(k2),
+    disks: [disk],
+    append: 'root=/dev/vda rw net.ifnames=0 quiet systemd.show_status=1 sysrq_always_enabled',
+    allowReboot: true,
+    workDir,
+    bootTimeoutS: 15 * 60,
+    forwards: [{ guestPort: PORT, hostPort }],
+    log: (l) => report(t, l),
+  });
+  figures.push(`boot 4 (new kernel ${k2}) to the control service: ${((Date.now() - t1) / 1000).toFixed(1)} s as the host saw it`);
+  t.equal((await out('uname -r')).trim(), k2, `the new kernel ${k2} runs`);
+  t.equal((await out('journalctl --list-boots -q')).trim().split('\n').length, 4, 'boot 4: no reboot in between');
+  const load = await out('journalctl -b 0 -o cat -u kmm-day1-load.service');
+  t.match(load, `loading ${MODULE} from the stored image ${guestForwardHost(PORT)}/${REPO}:${k2}@sha256:`, 'the first boot of the new kernel loads from the store');
+  t.equal((await out(`cat /sys/module/${MODULE}/initstate`)).trim(), 'live', `${MODULE} is live`);
+  const src2 = execFileSync('modinfo', ['-F', 'srcversion', kmods2.ko[MODULE]!], { encoding: 'utf8' }).trim();
+  t.equal((await out(`cat /sys/module/${MODULE}/srcversion`)).trim(), src2, 'with the srcversion of the module built for the new kernel');
+  const loadDone = await monotonic('kmm-day1-load.service', 'ActiveEnterTimestampMonotonic');
+  const netPre = await monotonic('network-pre.target', 'ActiveEnterTimestampMonotonic');
+  t.ok(loadDone > 0 && loadDone <= netPre, `loaded (${(loadDone / 1e6).toFixed(2)} s) before network-pre.target (${(netPre / 1e6).toFixed(2)} s)`);
+  figures.push(`boot 4 (${k2}): load unit active at ${(loadDone / 1e6).toFixed(2)} s, network-pre.target at ${(netPre / 1e6).toFixed(2)} s`);
+  const pull4 = await out('journalctl -b 0 -o cat -u kmm-day1-pull.service');
+  t.match(pull4, 'is already in the store', 'the pull finds the image stored');
+  t.notMatch(pull4, 'rebooting', 'and does not reboot: no second reboot after the kernel upgrade');
 });

@@ -33,7 +33,7 @@ mkdir -p "$cache/day1-rootfs"
 exec 9>"$cache/day1-rootfs.lock"
 flock 9
 
-key=$( { echo v1 "$mirror" "$suite" "$packages" "$kver" "$kver2"; cat "$0" "$here/control.sh";
+key=$( { echo v2 "$mirror" "$suite" "$packages" "$kver" "$kver2"; cat "$0" "$here/control.sh";
   stat -c '%s %Y' "$node" "$moddir/modules.order"; [ -z "$moddir2" ] || stat -c '%s %Y' "$moddir2/modules.order"; } |
   sha256sum | cut -c1-16)
 out=$cache/day1-rootfs/$key
@@ -95,7 +95,14 @@ INIT
   rm -rf "$ird"
 }
 install_modules "$kver" "$moddir"
-[ -z "$kver2" ] || install_modules "$kver2" "$moddir2"
+# the kernel the guest boots is installed as Debian installs it (its image in /boot); a second kernel's image
+# waits in /var/lib/kmm-test until a test installs it (its modules are in place, as after a package unpack)
+mkdir -p "$root/boot" "$root/var/lib/kmm-test"
+install -m 0644 "$moddir/../../../boot/vmlinuz-$kver" "$root/boot/vmlinuz-$kver"
+if [ -n "$kver2" ]; then
+  install_modules "$kver2" "$moddir2"
+  install -m 0644 "$moddir2/../../../boot/vmlinuz-$kver2" "$root/var/lib/kmm-test/vmlinuz-$kver2"
+fi
 
 log "configuring"
 echo kmm-vm > "$root/etc/hostname"
@@ -121,7 +128,7 @@ ln -sf /usr/lib/systemd/system/systemd-networkd-wait-online.service \
   "$root/etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service"
 # nothing in this guest needs a login prompt, timers or a clock sync; they only cost boot time under emulation
 for u in getty@.service serial-getty@.service apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
-  e2scrub_all.timer fstrim.timer systemd-timesyncd.service; do ln -sf /dev/null "$root/etc/systemd/system/$u"; done
+  e2scrub_all.timer e2scrub_reap.service fstrim.timer getty-static.service systemd-timesyncd.service; do ln -sf /dev/null "$root/etc/systemd/system/$u"; done
 install -m 0755 "$here/control.sh" "$root/usr/local/sbin/kmm-test-control"
 cat > "$root/etc/systemd/system/kmm-test-control.service" <<'UNIT'
 [Unit]
