@@ -58,7 +58,7 @@ async function monotonic(unit: string, prop: string): Promise<number> {
 const bootsIn = (ready: string) => Number(ready.split(' ')[2]);
 
 /** Asks for a reboot and waits until the control service of boot `n` is up. */
-async function rebootInto(n: number): Promise<number> {
+async function rebootInto(t: Test, n: number): Promise<number> {
   const t1 = Date.now();
   // a timer, so the answer leaves before the control service is stopped by the shutdown
   await out('systemd-run --quiet --on-active=2 /bin/systemctl reboot');
@@ -174,7 +174,7 @@ t.test('a broken store entry makes the load unit fail, visible in systemctl --fa
   const ko = (await out(`find /var/lib/kmm -name '${MODULE}.ko' -path '*/${kmods.kver}/*'`)).trim().split('\n')[0]!;
   t.ok(ko, 'the stored module file', { ko });
   await out(`rm -f '${ko}' && echo 'not an ELF module' > '${ko}' && sync`);
-  const secs = await rebootInto(3);
+  const secs = await rebootInto(t, 3);
   figures.push(`reboot into boot 3: ${secs.toFixed(1)} s as the host saw it`);
   const failed = await out('systemctl --failed --plain --no-legend');
   t.match(failed, /kmm-day1-load\.service\s+loaded\s+failed\s+failed/, 'systemctl --failed lists the load unit');
