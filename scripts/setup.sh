@@ -14,6 +14,7 @@ packages=(
   openssl              # test CA and certificates
   socat                # guest-to-host forwarding for the VM
   qemu-system-x86 busybox-static   # the real-kernel VM
+  debootstrap e2fsprogs            # the systemd VM's Debian root filesystem and its ext4 disk
   gcc-12 make bc libelf1 libssl3 xz-utils zstd   # building test modules against Debian's kernel headers
   cpio curl ca-certificates
   systemd              # systemd-analyze verify for the Day-1 units

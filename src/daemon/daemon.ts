@@ -57,6 +57,8 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
   let failures = 0;
   let nextRetryAt = 0;
   let stopping = false;
+  let prefetching: Promise<unknown> = Promise.resolve();
+  let prefetchedKey: string | undefined;
 
   const depsFor = async (config: ModuleConfig, signal: AbortSignal): Promise<WorkerDeps> => {
     const deps = await createWorkerDeps({ ...ctx, signal }, config);
@@ -93,6 +95,13 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
     live = false;
     await loadModule(deps, config, { firmwarePath: o.firmwarePath });
     live = true;
+    if (prefetchedKey !== wantedKey) {
+      // images for the node's other installed kernels (docs/day1.md); warnings only, never a failed pass
+      prefetchedKey = wantedKey;
+      prefetching = import('../day1/prefetch.js')
+        .then(({ prefetchForModuleConfig }) => prefetchForModuleConfig(ctx, config))
+        .catch((err: unknown) => log.warn(`prefetch for the other installed kernels failed: ${oneLine(err)}`));
+    }
   }
 
   let running: Promise<void> | undefined;
@@ -180,6 +189,7 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
     clearInterval(tick);
     watcher.close();
     await running;
+    await prefetching;
   }
   try {
     // an invalid config found by the flow touched nothing (§3): nothing to undo then

@@ -8,6 +8,8 @@ import { OperationError } from '../errors.js';
 import { Host } from '../host/host.js';
 import { day1ImageReference } from './image-ref.js';
 import { findModuleFile, kernelModulesDir } from './kmod-file.js';
+import { prefetchOtherKernels } from './prefetch.js';
+import type { RpmOstreeStatus } from './installed-kernels.js';
 import { runRebootCommand } from './reboot.js';
 import type { Day1Settings } from './settings.js';
 import { openDay1Store, storeSelection, type Day1Store, type StoredImage } from './store.js';
@@ -15,6 +17,8 @@ import { openDay1Store, storeSelection, type Day1Store, type StoredImage } from 
 export interface Day1PullPorts {
   store: Day1Store;
   reboot(argv: string[]): Promise<void>;
+  /** `rpm-ostree status --json` (default: the host's rpm-ostree, when installed) */
+  rpmOstreeStatus?: RpmOstreeStatus;
 }
 
 /** The stored image must carry the module for this kernel, or the next boot's load could only fail. */
@@ -36,14 +40,19 @@ export async function runDay1Pull(ctx: Context, settings: Day1Settings, ports?: 
   const ref = day1ImageReference(settings.repo, kernel);
   const selection = storeSelection(settings, kernel);
 
+  // the next kernels' images, after the running kernel's and before any reboot; never a failure or a reboot
+  const prefetch = () => prefetchOtherKernels(ctx, settings, store, { running: kernel, rpmOstreeStatus: ports?.rpmOstreeStatus });
+
   const present = await store.lookup(ref, selection);
   if (present) {
     await checkServesKernel(present, ref, settings, kernel);
     ctx.log.info({ image: ref, digest: present.digest }, `${ref} is already in the store ${store.dir}; no reboot needed`);
+    await prefetch();
     return;
   }
   if (ctx.opts.dryRun) {
     ctx.stdout.write(`# dry run: would pull ${ref} into ${store.dir}, then run: ${settings.rebootCommand.join(' ')}\n`);
+    await prefetch();
     return;
   }
 
@@ -52,8 +61,10 @@ export async function runDay1Pull(ctx: Context, settings: Day1Settings, ports?: 
   if (pulled.fromCache) {
     // another pull stored it between our lookup and our pull: nothing new from this run
     ctx.log.info({ image: ref, digest: pulled.digest }, `${ref} was stored meanwhile by another pull; no reboot needed`);
+    await prefetch();
     return;
   }
   ctx.log.info({ image: ref, digest: pulled.digest, module: ko }, `stored ${ref}@${pulled.digest} for kernel ${kernel}`);
+  await prefetch();
   await reboot(settings.rebootCommand);
 }

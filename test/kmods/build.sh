@@ -20,6 +20,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${KMM_TEST_CACHE:-$repo/.cache}
 mkdir -p "$cache/kernel" "$cache/kmods"
+# the physical path: the headers Makefile names it, and a worktree's .cache may be a symlink to a shared one
+cache=$(cd "$cache" && pwd -P)
 
 exec 9>"$cache/kmods.lock"
 flock 9
@@ -48,7 +50,8 @@ if [ -z "$kver" ]; then
   fi
   [ -n "$kver" ] || die "cannot determine the kernel ABI that linux-image-amd64 depends on"
 fi
-echo "$kver" > "$cache/kernel/KVER"
+# a pinned kernel (KMM_KVER) is not made the default of every other caller
+[ -n "${KMM_KVER:-}" ] || echo "$kver" > "$cache/kernel/KVER"
 kdir="$cache/kernel/$kver"
 hdir="$kdir/headers/usr/src/linux-headers-$kver"
 

@@ -28,6 +28,14 @@ export interface BootOptions {
   /** seconds to wait for the guest's READY line */
   bootTimeoutS?: number;
   log?: (line: string) => void;
+  /** raw disk images, attached as virtio disks /dev/vda, /dev/vdb, ... */
+  disks?: string[];
+  /** kernel command line instead of the initramfs guest's (the console is always ttyS0) */
+  append?: string;
+  /** let a reboot restart the machine in the same QEMU (default: QEMU exits, -no-reboot) */
+  allowReboot?: boolean;
+  /** which control-channel line means booted (default: any @@READY) */
+  ready?: (line: string) => boolean;
 }
 
 const GUEST_FORWARD_IP = '10.0.2.100';
@@ -203,6 +211,16 @@ export class Guest {
     this.qemu.stdin!.write(line.slice(half));
   }
 
+  /** Waits for the next control-channel line matching `pred` (e.g. the READY of the boot after a reboot). */
+  waitForLine(pred: (l: string) => boolean, timeoutMs: number, what: string): Promise<string> {
+    return this.nextLine(pred, Date.now() + timeoutMs, what);
+  }
+
+  /** true once QEMU has ended */
+  get ended(): boolean {
+    return this.exited;
+  }
+
   kill(): void {
     if (!this.exited) this.qemu.kill('SIGKILL');
   }
@@ -224,9 +242,10 @@ export class Guest {
       const args = [
         ...qemuArgsFor(accel),
         '-m', String(opts.memMiB ?? 1536), '-smp', String(opts.cpus ?? (Number(process.env.KMM_VM_CPUS) || 1)),
-        '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+        '-nodefaults', '-no-user-config', '-display', 'none', ...(opts.allowReboot ? [] : ['-no-reboot']),
         '-kernel', opts.vmlinux, '-initrd', opts.initrd,
-        '-append', `console=ttyS0 panic=-1 quiet sysrq_always_enabled${opts.forwards?.length ? ' kmmvm.net=1' : ''}`,
+        '-append', `console=ttyS0 panic=-1 ${opts.append ?? `quiet sysrq_always_enabled${opts.forwards?.length ? ' kmmvm.net=1' : ''}`}`,
+        ...(opts.disks ?? []).flatMap((f) => ['-drive', `file=${f},format=raw,if=virtio`]),
         // the human monitor, for a stuck guest: magic SysRq through the emulated keyboard (see sysrqDump)
         '-monitor', `unix:${monitorSocket},server=on,wait=off`,
         '-chardev', `file,id=con,path=${consoleLog}`, '-serial', 'chardev:con',
@@ -251,7 +270,8 @@ export class Guest {
       const guest = new Guest(qemu, accel, consoleLog, stderrLog, monitorSocket);
       const timeout = (accel === 'kvm' ? 30 : (opts.bootTimeoutS ?? 120)) * 1000;
       try {
-        const ready = await guest.nextLine((l) => l.startsWith('@@READY'), Date.now() + timeout, 'the guest to boot');
+        const isReady = opts.ready ?? ((l: string) => l.startsWith('@@READY'));
+        const ready = await guest.nextLine(isReady, Date.now() + timeout, 'the guest to boot');
         guest.bootSeconds = (Date.now() - t0) / 1000;
         guest.guestUptime = Number(ready.split(' ')[1]);
         log(`booted with ${accel} in ${guest.bootSeconds.toFixed(1)} s (guest uptime ${guest.guestUptime} s)`);

@@ -167,6 +167,22 @@ function copyRuntimeFiles(from: string, to: string): void {
   });
 }
 
+/** kmm-worker from this checkout under `root`/usr/local/lib/kmm-worker, linked as /usr/local/bin/kmm-worker. */
+export function installKmmWorker(root: string): void {
+  for (const f of ['dist/cli.js', 'bin/kmm-worker.js', 'package.json']) {
+    if (!fs.existsSync(path.join(repoRoot, f))) throw new Error(`${f} is missing: run npm run build first`);
+  }
+  const app = path.join(root, 'usr/local/lib/kmm-worker');
+  fs.mkdirSync(app, { recursive: true });
+  copyRuntimeFiles(path.join(repoRoot, 'dist'), path.join(app, 'dist'));
+  fs.cpSync(path.join(repoRoot, 'bin'), path.join(app, 'bin'), { recursive: true });
+  fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(app, 'package.json'));
+  for (const pkg of productionPackages()) copyRuntimeFiles(path.join(repoRoot, pkg), path.join(app, pkg));
+  fs.mkdirSync(path.join(root, 'usr/local/bin'), { recursive: true });
+  fs.symlinkSync('../lib/kmm-worker/bin/kmm-worker.js', path.join(root, 'usr/local/bin/kmm-worker'));
+  fs.chmodSync(path.join(app, 'bin/kmm-worker.js'), 0o755);
+}
+
 export interface AppOptions {
   /** guest directory → host directory copied there (e.g. '/srv/shared' → a KMM init-container tree) */
   trees?: Record<string, string>;
@@ -181,15 +197,7 @@ export function appArchive(workDir: string, opts: AppOptions = {}): string {
   }
   const root = path.join(workDir, 'stage-app');
   fs.rmSync(root, { recursive: true, force: true });
-  const app = path.join(root, 'usr/local/lib/kmm-worker');
-  fs.mkdirSync(app, { recursive: true });
-  copyRuntimeFiles(path.join(repoRoot, 'dist'), path.join(app, 'dist'));
-  fs.cpSync(path.join(repoRoot, 'bin'), path.join(app, 'bin'), { recursive: true });
-  fs.copyFileSync(path.join(repoRoot, 'package.json'), path.join(app, 'package.json'));
-  for (const pkg of productionPackages()) copyRuntimeFiles(path.join(repoRoot, pkg), path.join(app, pkg));
-  fs.mkdirSync(path.join(root, 'usr/local/bin'), { recursive: true });
-  fs.symlinkSync('../lib/kmm-worker/bin/kmm-worker.js', path.join(root, 'usr/local/bin/kmm-worker'));
-  fs.chmodSync(path.join(app, 'bin/kmm-worker.js'), 0o755);
+  installKmmWorker(root);
   for (const [guest, host] of Object.entries(opts.trees ?? {})) {
     assertAppPath(guest);
     fs.cpSync(host, path.join(root, guest), { recursive: true, verbatimSymlinks: true });
