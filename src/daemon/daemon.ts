@@ -8,10 +8,9 @@
  * backoff. On SIGTERM/SIGINT an in-flight load stops at its next step and the applied config is unloaded with a signal
  * that nothing aborts — a second signal cannot cut the unload short and leave firmware or modules half-removed.
  */
-import { readFile } from 'node:fs/promises';
 import type { Context } from '../context.js';
 import { OperationError, UsageError, oneLine } from '../errors.js';
-import { parseModuleConfig, type ModuleConfig } from '../config/module-config.js';
+import { parseModuleConfig, readConfigText, type ModuleConfig } from '../config/module-config.js';
 import { createWorkerDeps, type WorkerDeps } from '../worker/deps.js';
 import { isModuleLive, loadModule } from '../worker/load.js';
 import { unloadModule } from '../worker/unload.js';
@@ -45,9 +44,7 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
   // the unload at shutdown must run to its end whatever signals arrive
   const uninterruptible = new AbortController().signal;
 
-  const initialText = await readFile(o.configPath, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    throw new UsageError(`cannot read config ${o.configPath}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
-  });
+  const initialText = await readConfigText(o.configPath);
   let wanted = parseModuleConfig(initialText, o.configPath);
   let wantedKey = keyOf(wanted);
   let applied: Applied | undefined;
