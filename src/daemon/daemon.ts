@@ -17,6 +17,7 @@ import { unloadModule } from '../worker/unload.js';
 import { identityString } from '../worker/identity.js';
 import { startHealthServer, type HealthAddress } from './health.js';
 import { watchConfigFile } from './config-watch.js';
+import { beginStep } from '../stop-guard.js';
 
 export interface DaemonOptions {
   configPath: string;
@@ -165,6 +166,11 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
   });
 
   let startError: unknown;
+  // From the stop signal to the end the daemon unloads: the CLI's forced exit (src/stop-guard.ts) waits for
+  // it, so SIGTERM always leaves the node without the module, however long the load in progress takes.
+  let endShutdown: (() => void) | undefined;
+  if (stop.aborted) endShutdown = beginStep();
+  else stop.addEventListener('abort', () => (endShutdown ??= beginStep()), { once: true });
   try {
     await kick();
     if (fatal && !stop.aborted) throw fatal;
@@ -173,6 +179,7 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
   } catch (err) {
     startError = err;
   } finally {
+    endShutdown ??= beginStep();
     stopping = true;
     clearInterval(tick);
     watcher.close();
@@ -188,6 +195,7 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
     throw err instanceof OperationError || err instanceof UsageError ? err : new OperationError(`unload at shutdown failed: ${oneLine(err)}`, { cause: err });
   } finally {
     await health.close();
+    endShutdown?.();
   }
   if (startError) throw startError;
   log.info('stopped');
