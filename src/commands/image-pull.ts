@@ -6,7 +6,7 @@ import type { Context } from '../context.js';
 import { UsageError, oneLine } from '../errors.js';
 import { Host } from '../host/host.js';
 import type { Selection } from '../extract/selection.js';
-import { parsePullPolicy, pullImage } from '../store/pull.js';
+import { describeDownload, parsePullPolicy, planPull, pullImage } from '../store/pull.js';
 import { progressReporter } from '../store/progress.js';
 import { parseTimeout } from '../image/deadline.js';
 
@@ -40,6 +40,17 @@ export async function imagePull(ctx: Context, ref: string, flags: ImagePullFlags
         kernelVersion: flags.kernel ?? (await runningKernel(ctx.opts.hostRoot)),
         ...(flags.firmwareDir ? { firmwarePath: flags.firmwareDir } : {}),
       };
+  if (ctx.opts.dryRun) {
+    // --dry-run writes nothing: not the cache, not its lock files, not even the last-used time
+    const plan = await planPull(ref, {
+      imagesDir: ctx.opts.imagesDir, policy, selection, insecure: flags.insecure, platform: flags.platform,
+      authFile: ctx.opts.authFile, pullSecretsDir: ctx.opts.pullSecretsDir, hostRoot: ctx.opts.hostRoot, log: ctx.log, signal: ctx.signal,
+    });
+    if (flags.json) ctx.stdout.write(JSON.stringify({ dryRun: true, ...plan }) + '\n');
+    else if (plan.action === 'download') ctx.stdout.write(`# dry run: ${describeDownload(plan)}\n`);
+    else ctx.stdout.write(`# dry run: ${plan.image.reference} ${plan.image.digest} is in the cache: ${plan.image.root}\n`);
+    return;
+  }
   const progress = progressReporter(process.stderr, ctx.log, ref);
   let pulled;
   try {

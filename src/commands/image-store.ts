@@ -44,12 +44,15 @@ export async function imageLs(ctx: Context, flags: ImageLsFlags): Promise<number
 
 export async function imagePrune(ctx: Context, flags: ImagePruneFlags): Promise<number | void> {
   const olderThanMs = parseDuration(flags.olderThan ?? '7d');
-  const removed = await pruneImages(ctx.opts.imagesDir, { olderThanMs, log: ctx.log });
+  const dryRun = ctx.opts.dryRun;
+  const removed = await pruneImages(ctx.opts.imagesDir, { olderThanMs, log: ctx.log, dryRun });
   if (flags.json) {
-    ctx.stdout.write(JSON.stringify(removed.map((r) => ({ ...machine(r), reason: r.reason }))) + '\n');
+    ctx.stdout.write(JSON.stringify(removed.map((r) => ({ ...machine(r), reason: r.reason, ...(dryRun ? { dryRun: true } : {}) }))) + '\n');
     return;
   }
-  for (const r of removed) ctx.stdout.write(`removed ${r.reference} ${r.digest.slice(0, 19)} ${size(r.bytes)} (${r.reason})\n`);
+  const verb = dryRun ? 'would remove' : 'removed';
+  for (const r of removed) ctx.stdout.write(`${verb} ${r.reference} ${r.digest.slice(0, 19)} ${size(r.bytes)} (${r.reason})\n`);
   const total = removed.reduce((n, r) => n + r.bytes, 0);
-  ctx.stdout.write(`${removed.length} entr${removed.length === 1 ? 'y' : 'ies'} removed, ${size(total)} freed\n`);
+  const entries = `${removed.length} entr${removed.length === 1 ? 'y' : 'ies'}`;
+  ctx.stdout.write(dryRun ? `# dry run: ${entries} would be removed, ${size(total)} would be freed\n` : `${entries} removed, ${size(total)} freed\n`);
 }

@@ -3,9 +3,10 @@
  * validation. Every problem is a UsageError whose message starts with the field path, so a user (or the
  * operator's log) sees at once which field to fix.
  */
-import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
 import { UsageError } from '../errors.js';
+import { MAX_CONFIG_BYTES, readRegularFile } from '../bounded-read.js';
+import { parseReference } from '../image/reference.js';
 
 export type ImagePullPolicy = 'IfNotPresent' | 'Always' | 'Never';
 
@@ -48,6 +49,26 @@ const PULL_POLICIES: readonly ImagePullPolicy[] = ['IfNotPresent', 'Always', 'Ne
 const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
 // A kernel release names a directory: no separators, no whitespace, not "." or "..".
 const KERNEL_RELEASE = /^[A-Za-z0-9_.+~-]+$/;
+
+// Limits of the kernel and of exec (F5 of issue 14): checked here so that a load that cannot succeed fails
+// before its first host change. MODULE_NAME_LEN is 64 - sizeof(unsigned long): 55 bytes and a NUL on 64-bit;
+// a release is a utsname field of 65 bytes with its NUL.
+export const MAX_MODULE_NAME_BYTES = 55;
+export const MAX_KERNEL_RELEASE_BYTES = 64;
+/** items in one list of the config (parameters, args, modules); far above any real module */
+export const MAX_LIST_ITEMS = 1000;
+/** all the modprobe arguments the config contributes, in bytes: well under exec's 128 KiB per-string and 2 MiB total */
+export const MAX_ARGV_BYTES = 64 * 1024;
+/** paths inside the image, and the image reference (PATH_MAX) */
+const MAX_PATH_BYTES = 4096;
+
+/** A user value for a message: control characters escaped, cut at 80 characters. */
+export function shown(v: string): string {
+  const cut = v.length > 80 ? `${v.slice(0, 80)}...` : v;
+  return cut.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
 
 /** `-` and `_` are the same in module names (the kernel stores `_`). */
 export const normaliseModuleName = (name: string) => name.replaceAll('-', '_');
@@ -95,6 +116,7 @@ function optStringList(obj: Record<string, unknown>, key: string, path: Path): s
   const p = child(path, key);
   if (isUnset(v)) return [];
   if (!Array.isArray(v)) return fail(p, `must be a list of strings, got ${typeName(v)}`);
+  if (v.length > MAX_LIST_ITEMS) return fail(p, `has ${v.length} items; at most ${MAX_LIST_ITEMS} are allowed`);
   return v.map((item, i) => {
     if (typeof item !== 'string') return fail(`${p}[${i}]`, `must be a string, got ${typeName(item)}`);
     if (item === '') return fail(`${p}[${i}]`, 'must not be empty');
@@ -116,10 +138,14 @@ function onlyKnownFields(obj: Record<string, unknown>, known: readonly string[],
 }
 
 function checkModuleName(name: string, path: Path): void {
-  if (!MODULE_NAME.test(name)) fail(path, `'${name}' is not a valid module name (letters, digits, '_' and '-')`);
+  if (!MODULE_NAME.test(name)) fail(path, `'${shown(name)}' is not a valid module name (letters, digits, '_' and '-')`);
+  if (byteLength(name) > MAX_MODULE_NAME_BYTES) {
+    fail(path, `'${shown(name)}' is ${byteLength(name)} bytes long; the kernel allows module names of at most ${MAX_MODULE_NAME_BYTES}`);
+  }
 }
 
 function checkImagePath(value: string, path: Path): void {
+  if (byteLength(value) > MAX_PATH_BYTES) fail(path, `is longer than ${MAX_PATH_BYTES} bytes`);
   if (!value.startsWith('/')) fail(path, `must be an absolute path inside the image, got '${value}'`);
   if (value.split('/').some((seg) => seg === '..')) fail(path, `must not contain '..', got '${value}'`);
 }
@@ -189,12 +215,12 @@ function parseModprobe(obj: Record<string, unknown>): ModprobeSpec {
 
   parameters.forEach((p, i) => {
     // modprobe would read a leading '-' as an option, not a module parameter
-    if (p.startsWith('-')) fail(`modprobe.parameters[${i}]`, `'${p}' is not a module parameter (name or name=value)`);
-    if (!/^[A-Za-z0-9_-]+(=|$)/.test(p)) fail(`modprobe.parameters[${i}]`, `'${p}' is not a module parameter (name or name=value)`);
+    if (p.startsWith('-')) fail(`modprobe.parameters[${i}]`, `'${shown(p)}' is not a module parameter (name or name=value)`);
+    if (!/^[A-Za-z0-9_-]+(=|$)/.test(p)) fail(`modprobe.parameters[${i}]`, `'${shown(p)}' is not a module parameter (name or name=value)`);
   });
   for (const list of ['load', 'unload'] as const) {
     args[list].forEach((a, i) => {
-      if (!a.startsWith('-')) fail(`modprobe.args.${list}[${i}]`, `'${a}' must be a modprobe option (starting with '-')`);
+      if (!a.startsWith('-')) fail(`modprobe.args.${list}[${i}]`, `'${shown(a)}' must be a modprobe option (starting with '-')`);
     });
   }
 
@@ -207,6 +233,13 @@ function parseModprobe(obj: Record<string, unknown>): ModprobeSpec {
       fail('modprobe.modulesLoadingOrder[0]', `must equal modprobe.moduleName ('${moduleName}'), got '${modulesLoadingOrder[0]}'`);
     }
     noDuplicates(modulesLoadingOrder, 'modprobe.modulesLoadingOrder');
+  }
+
+  // what reaches modprobe's command line: bounded so exec cannot fail with E2BIG after host changes
+  const argv = [...parameters, ...args.load, ...args.unload, ...(rawArgs?.load ?? []), ...(rawArgs?.unload ?? []), ...modulesLoadingOrder];
+  const argvBytes = argv.reduce((n, a) => n + byteLength(a) + 1, 0);
+  if (argvBytes > MAX_ARGV_BYTES) {
+    fail('modprobe', `parameters and arguments add up to ${argvBytes} bytes; at most ${MAX_ARGV_BYTES} are allowed on modprobe's command line`);
   }
 
   return {
@@ -233,10 +266,13 @@ function validate(root: unknown): ModuleConfig {
   );
   const kernelVersion = reqString(obj, 'kernelVersion', '');
   if (!KERNEL_RELEASE.test(kernelVersion) || kernelVersion === '.' || kernelVersion === '..') {
-    fail('kernelVersion', `'${kernelVersion}' is not a kernel release (like 6.1.0-27-amd64)`);
+    fail('kernelVersion', `'${shown(kernelVersion)}' is not a kernel release (like 6.1.0-27-amd64)`);
+  }
+  if (byteLength(kernelVersion) > MAX_KERNEL_RELEASE_BYTES) {
+    fail('kernelVersion', `'${shown(kernelVersion)}' is ${byteLength(kernelVersion)} bytes long; a kernel release has at most ${MAX_KERNEL_RELEASE_BYTES}`);
   }
   const containerImage = reqString(obj, 'containerImage', '');
-  if (/\s/.test(containerImage)) fail('containerImage', `'${containerImage}' is not an image reference`);
+  checkContainerImage(containerImage);
   const policy = optString(obj, 'imagePullPolicy', '') ?? 'IfNotPresent';
   if (!PULL_POLICIES.includes(policy as ImagePullPolicy)) {
     fail('imagePullPolicy', `must be one of ${PULL_POLICIES.join(', ')}, got '${policy}'`);
@@ -266,6 +302,21 @@ function validate(root: unknown): ModuleConfig {
   };
 }
 
+/**
+ * The reference is parsed even when the shared dir already holds the kmods (F6 of issue 14): a config naming
+ * an image that could never be pulled is invalid whatever the node has on disk.
+ */
+function checkContainerImage(ref: string): void {
+  if (byteLength(ref) > MAX_PATH_BYTES) fail('containerImage', `is longer than ${MAX_PATH_BYTES} bytes`);
+  if (/[\x00-\x1f\x7f-\x9f]/.test(ref)) fail('containerImage', `'${shown(ref)}' contains control characters`);
+  try {
+    parseReference(ref);
+  } catch (err) {
+    if (err instanceof UsageError) fail('containerImage', `is not a valid image reference: ${err.message}`);
+    throw err;
+  }
+}
+
 /** Finds a duplicated key anywhere in the document and names its path (the yaml library only names a line). */
 function findDuplicateKey(node: YamlNode | null | undefined, path: Path): string | undefined {
   if (isMap(node)) {
@@ -288,6 +339,16 @@ function findDuplicateKey(node: YamlNode | null | undefined, path: Path): string
 
 /** Parses YAML or JSON text into a validated, normalised ModuleConfig. `source` names the file in messages. */
 export function parseModuleConfig(text: string, source: string): ModuleConfig {
+  try {
+    return parseModuleConfigText(text, source);
+  } catch (err) {
+    // the YAML parser recurses: a document nested thousands of levels deep exhausts the stack
+    if (err instanceof RangeError) throw new UsageError(`${source}: the document is nested too deeply`);
+    throw err;
+  }
+}
+
+function parseModuleConfigText(text: string, source: string): ModuleConfig {
   const doc = parseDocument(text, { uniqueKeys: false, prettyErrors: false, version: '1.2' });
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
@@ -314,14 +375,17 @@ export function parseModuleConfig(text: string, source: string): ModuleConfig {
   }
 }
 
-/** Reads and parses a config file; an unreadable file is a UsageError naming the path (exit 2). */
+/** Reads and parses a config file; an unreadable, oversized or non-regular file is a UsageError naming the path (exit 2). */
 export async function readModuleConfig(path: string): Promise<ModuleConfig> {
-  let text: string;
+  return parseModuleConfig(await readConfigText(path), path);
+}
+
+/** The text of a config file: a regular file of at most MAX_CONFIG_BYTES (a FIFO or a device is refused at once). */
+export async function readConfigText(path: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return (await readRegularFile(path, MAX_CONFIG_BYTES)).toString('utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(`cannot read config ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
-  return parseModuleConfig(text, path);
 }

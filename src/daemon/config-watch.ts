@@ -6,7 +6,7 @@
  * the daemon's periodic tick catch anything inotify missed (e.g. the directory itself replaced).
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readConfigText } from '../config/module-config.js';
 import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
@@ -30,9 +30,9 @@ export function watchConfigFile(
 
   const check = async () => {
     if (closed) return;
-    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    const text = await readConfigText(file).catch((err: NodeJS.ErrnoException) => {
       // mid-swap or removed: keep the current module; the next event or tick will read it again
-      opts.log.debug({ file, code: err.code }, 'config file not readable right now');
+      opts.log.debug({ file, err: err.message }, 'config file not readable right now');
       return undefined;
     });
     if (text === undefined || closed) return;

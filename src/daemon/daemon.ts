@@ -8,16 +8,16 @@
  * backoff. On SIGTERM/SIGINT an in-flight load stops at its next step and the applied config is unloaded with a signal
  * that nothing aborts — a second signal cannot cut the unload short and leave firmware or modules half-removed.
  */
-import { readFile } from 'node:fs/promises';
 import type { Context } from '../context.js';
 import { OperationError, UsageError, oneLine } from '../errors.js';
-import { parseModuleConfig, type ModuleConfig } from '../config/module-config.js';
+import { parseModuleConfig, readConfigText, type ModuleConfig } from '../config/module-config.js';
 import { createWorkerDeps, type WorkerDeps } from '../worker/deps.js';
 import { isModuleLive, loadModule } from '../worker/load.js';
 import { unloadModule } from '../worker/unload.js';
 import { identityString } from '../worker/identity.js';
 import { startHealthServer, type HealthAddress } from './health.js';
 import { watchConfigFile } from './config-watch.js';
+import { beginStep } from '../stop-guard.js';
 
 export interface DaemonOptions {
   configPath: string;
@@ -45,9 +45,7 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
   // the unload at shutdown must run to its end whatever signals arrive
   const uninterruptible = new AbortController().signal;
 
-  const initialText = await readFile(o.configPath, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    throw new UsageError(`cannot read config ${o.configPath}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
-  });
+  const initialText = await readConfigText(o.configPath);
   let wanted = parseModuleConfig(initialText, o.configPath);
   let wantedKey = keyOf(wanted);
   let applied: Applied | undefined;
@@ -177,6 +175,11 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
   });
 
   let startError: unknown;
+  // From the stop signal to the end the daemon unloads: the CLI's forced exit (src/stop-guard.ts) waits for
+  // it, so SIGTERM always leaves the node without the module, however long the load in progress takes.
+  let endShutdown: (() => void) | undefined;
+  if (stop.aborted) endShutdown = beginStep();
+  else stop.addEventListener('abort', () => (endShutdown ??= beginStep()), { once: true });
   try {
     await kick();
     if (fatal && !stop.aborted) throw fatal;
@@ -185,6 +188,7 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
   } catch (err) {
     startError = err;
   } finally {
+    endShutdown ??= beginStep();
     stopping = true;
     clearInterval(tick);
     watcher.close();
@@ -201,6 +205,7 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
     throw err instanceof OperationError || err instanceof UsageError ? err : new OperationError(`unload at shutdown failed: ${oneLine(err)}`, { cause: err });
   } finally {
     await health.close();
+    endShutdown?.();
   }
   if (startError) throw startError;
   log.info('stopped');

@@ -41,7 +41,8 @@ export function openDay1Store(ctx: Context, settings: Day1Settings): Day1Store {
   const { imagesDir, authFile, pullSecretsDir, hostRoot } = ctx.opts;
   return {
     dir: imagesDir,
-    lookup: (ref, selection) => lookupStored(ref, imagesDir, selection),
+    // a dry run leaves even the last-used time alone
+    lookup: (ref, selection) => lookupStored(ref, imagesDir, selection, { touch: !ctx.opts.dryRun }),
     pull: (ref, selection) =>
       pullImage(ref, {
         imagesDir,

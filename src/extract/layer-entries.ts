@@ -5,8 +5,9 @@
 import { Readable, type Transform } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import tar, { type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
 import { OperationError } from '../errors.js';
+import { readTar } from './tar-reader.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
@@ -114,32 +115,30 @@ async function* entriesOf<S>(
   const signal = opts.signal;
   signal?.throwIfAborted();
 
-  const extract = tar.extract();
   const decomp = decompressor(kind);
   const source: Readable = decomp ? blob.pipe(decomp) : blob;
   let failure: unknown;
   const fail = (err: unknown) => {
     failure ??= err;
-    extract.destroy(err instanceof Error ? err : new Error(String(err)));
+    source.destroy(err instanceof Error ? err : new Error(String(err)));
   };
   blob.on('error', (err) => {
     // The blob's own errors (digest/size mismatch, network) are already meaningful: keep them as they are.
     failure ??= err;
     decomp?.destroy(err);
-    fail(err);
   });
   decomp?.on('error', (err) => fail(describe(kind, err)));
-  source.pipe(extract as unknown as NodeJS.WritableStream);
   const onAbort = () => fail(signal?.reason ?? new Error('aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
 
   let previous: (() => Promise<void>) | undefined;
   let completed = false;
   try {
-    const it = extract[Symbol.asyncIterator]();
+    // our own tar reader, not tar-stream: see tar-reader.ts for the differentials it closes
+    const it = readTar(source);
     for (;;) {
-      if (previous) await previous();
-      let next: IteratorResult<{ header: Header }>;
+      if (previous) await previous().catch((err) => { throw failure ?? describe(kind, err); });
+      let next: IteratorResult<{ header: Header; stream: AsyncIterable<Buffer> }>;
       try {
         next = await it.next();
       } catch (err) {
@@ -150,18 +149,16 @@ async function* entriesOf<S>(
         completed = true;
         break;
       }
-      const entry = next.value as { header: Header } & AsyncIterable<Buffer>;
-      const wrapped = wrap(entry);
+      const wrapped = wrap(next.value.stream);
       previous = wrapped.drain;
-      yield { header: entry.header, stream: wrapped.stream };
+      yield { header: next.value.header, stream: wrapped.stream };
     }
     if (failure) throw failure;
   } finally {
     signal?.removeEventListener('abort', onAbort);
     if (!completed) {
       // Stopped early (break, error, abort): tear the chain down so the blob's socket/file is released.
-      source.unpipe(extract as unknown as NodeJS.WritableStream);
-      extract.destroy();
+      source.destroy();
       decomp?.destroy();
       blob.destroy();
     }

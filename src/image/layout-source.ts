@@ -8,6 +8,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { OperationError } from '../errors.js';
+import { checkJsonDepth, MAX_INDEX_BYTES, openRegularFile, parseBoundedJson, readRegularFile } from '../bounded-read.js';
 import type { Logger } from '../log.js';
 import { MAX_MANIFEST_BYTES } from './media-types.js';
 import { parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
@@ -22,15 +23,25 @@ function blobFile(layout: string, digest: string): string {
 }
 
 async function* fileChunks(file: string, what: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
-  const s = fs.createReadStream(file, { signal });
+  let s: fs.ReadStream | undefined;
   try {
+    // only a regular file: a FIFO in the layout must not block the pull (issue 14 F4)
+    const fh = await openRegularFile(file);
+    s = fh.createReadStream({ signal });
     for await (const c of s) yield c as Buffer;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new OperationError(`${what} is missing from the layout`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new OperationError(`${what} is missing from the layout`);
+    if (code === 'ENOTREG') throw new OperationError(`${what} in the layout ${(e as Error).message}`);
     throw e;
   } finally {
-    s.destroy();
+    s?.destroy();
   }
+}
+
+/** A small JSON file of the layout: a regular file of at most MAX_INDEX_BYTES, with bounded nesting. */
+async function readLayoutJson(file: string): Promise<unknown> {
+  return parseBoundedJson((await readRegularFile(file, MAX_INDEX_BYTES)).toString('utf8'));
 }
 
 async function readBlob(layout: string, desc: Descriptor, what: string): Promise<Buffer> {
@@ -45,20 +56,20 @@ async function readLayoutIndex(ref: LayoutReference): Promise<LayoutIndex> {
   const where = `image ${ref.name}`;
   let marker: { imageLayoutVersion?: unknown };
   try {
-    marker = JSON.parse(await fsp.readFile(path.join(ref.path, 'oci-layout'), 'utf8')) as typeof marker;
+    marker = (await readLayoutJson(path.join(ref.path, 'oci-layout'))) as typeof marker;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       throw new OperationError(`${where}: ${ref.path} is not an OCI image layout (no oci-layout file)`);
     }
-    throw new OperationError(`${where}: cannot read ${path.join(ref.path, 'oci-layout')}: ${(e as Error).message}`);
+    throw new OperationError(`${where}: cannot read ${path.join(ref.path, 'oci-layout')}: ${(e as Error).message.split('\n')[0]}`);
   }
   if (typeof marker.imageLayoutVersion !== 'string' || !marker.imageLayoutVersion.startsWith('1.')) {
     throw new OperationError(`${where}: unsupported OCI layout version ${JSON.stringify(marker.imageLayoutVersion)}`);
   }
   let index: unknown;
   try {
-    index = JSON.parse(await fsp.readFile(path.join(ref.path, 'index.json'), 'utf8'));
+    index = await readLayoutJson(path.join(ref.path, 'index.json'));
   } catch (e) {
     throw new OperationError(`${where}: cannot read the layout's index.json: ${(e as Error).message.split('\n')[0]}`);
   }
@@ -91,6 +102,11 @@ function pickEntry(ref: LayoutReference, index: LayoutIndex): Descriptor {
 
 async function readManifest(ref: LayoutReference, desc: Descriptor): Promise<Manifest> {
   const body = await readBlob(ref.path, desc, `image ${ref.name}: manifest`);
+  try {
+    checkJsonDepth(body.toString('utf8'));
+  } catch (e) {
+    throw new OperationError(`image ${ref.name}: manifest ${desc.digest} ${(e as Error).message}`);
+  }
   return parseManifest(body, desc.mediaType, `image ${ref.name}`);
 }
 

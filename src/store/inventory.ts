@@ -82,13 +82,20 @@ export interface PrunedImage extends ListedImage {
  * plus references to entries that are gone and leftovers of interrupted pulls. An entry being pulled or
  * removed by another agent right now (its lock is held) is left alone.
  */
-export async function pruneImages(imagesDir: string, opts: { olderThanMs: number; log: Logger; now?: Date }): Promise<PrunedImage[]> {
+export async function pruneImages(
+  imagesDir: string,
+  opts: { olderThanMs: number; log: Logger; now?: Date; /** only list what would be removed; write nothing */ dryRun?: boolean },
+): Promise<PrunedImage[]> {
   const store = new StoreDir(imagesDir);
   const now = (opts.now ?? new Date()).getTime();
   const removed: PrunedImage[] = [];
   for (const img of await listImages(imagesDir)) {
     const reason = img.references.length === 0 ? 'unreferenced' : now - Date.parse(img.lastUsed) >= opts.olderThanMs ? 'unused' : undefined;
     if (!reason) continue;
+    if (opts.dryRun) {
+      removed.push({ ...img, reason });
+      continue;
+    }
     const lock = await tryLock(store.lockFile(img.key), { log: opts.log });
     if (!lock) {
       opts.log.info({ image: img.reference, key: img.key }, 'entry is in use by another pull; kept');
@@ -102,6 +109,7 @@ export async function pruneImages(imagesDir: string, opts: { olderThanMs: number
     opts.log.info({ image: img.reference, digest: img.digest, bytes: img.bytes, reason }, 'removed cache entry');
     removed.push({ ...img, reason });
   }
+  if (opts.dryRun) return removed;
   // References whose entries are all gone name nothing: drop them so `IfNotPresent` cannot be misled.
   const left = new Set((await store.listEntries()).map((e) => `${e.meta.manifestDigest}\n${e.meta.platform}`));
   for (const { file, record } of await store.listRefs()) {

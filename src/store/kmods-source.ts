@@ -9,7 +9,7 @@ import type { ModuleConfig } from '../config/module-config.js';
 import { OperationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { KmodsLocation, KmodsSource } from '../worker/kmods-source.js';
-import { pullImage, type PullOptions } from './pull.js';
+import { describeDownload, planPull, pullImage, type PullOptions, type PullResult } from './pull.js';
 import { progressReporter } from './progress.js';
 
 export interface ImageKmodsSourceOptions {
@@ -46,11 +46,21 @@ export class ImageKmodsSource implements KmodsSource {
       signal: o.signal,
       onProgress: progress?.update,
     };
-    let pulled;
-    try {
-      pulled = await pullImage(config.containerImage, pullOpts);
-    } finally {
+    let pulled: PullResult;
+    if (o.dryRun) {
+      // a dry run never fills the cache: a cached image is used as is, a missing one is only described
       progress?.done();
+      const plan = await planPull(config.containerImage, pullOpts);
+      if (plan.action === 'download') {
+        throw new OperationError(`dry run: ${describeDownload(plan)}; the rest of the plan needs its files, so it stops here`);
+      }
+      pulled = plan.image;
+    } else {
+      try {
+        pulled = await pullImage(config.containerImage, pullOpts);
+      } finally {
+        progress?.done();
+      }
     }
     const modulesRoot = path.join(pulled.root, dirName);
     const kernelDir = path.join(modulesRoot, 'lib', 'modules', config.kernelVersion);

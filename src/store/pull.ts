@@ -90,7 +90,7 @@ export async function lookupStored(
   ref: string,
   imagesDir: string,
   selection: Selection,
-  opts: { platform?: string } = {},
+  opts: { platform?: string; /** false: leave the last-used time alone (a dry run writes nothing) */ touch?: boolean } = {},
 ): Promise<PullResult | undefined> {
   const { reference, platform } = normalise(ref, selection, opts.platform);
   const store = new StoreDir(imagesDir);
@@ -98,7 +98,7 @@ export async function lookupStored(
   if (!rec) return undefined;
   const entry = await store.readEntry(entryKey(rec.manifestDigest, selection));
   if (!entry) return undefined;
-  await store.touch(entry.key);
+  if (opts.touch !== false) await store.touch(entry.key);
   return result(entry, reference, rec.digest, true);
 }
 
@@ -181,6 +181,54 @@ async function pullUnbounded(ref: string, opts: PullOptions): Promise<PullResult
   if (fromCache) await writeRef();
   if (fromCache) log.info({ image: reference, digest: image.digest, root: entry.root }, 'image already in the cache');
   return result(entry, reference, image.digest, fromCache);
+}
+
+/** What a pull would do, found without writing anything (`--dry-run`). */
+export type PullPlan =
+  | { action: 'use-cached'; image: PullResult }
+  | { action: 'download'; reference: string; digest: string; manifestDigest: string; layers: number; bytes: number; imagesDir: string };
+
+/**
+ * The dry-run twin of pullImage: the same policy decisions, reading the cache and the registry (or layout)
+ * only. Nothing is created, locked, touched or downloaded beyond the manifests.
+ */
+export async function planPull(ref: string, opts: PullOptions): Promise<PullPlan> {
+  const { reference, platform } = normalise(ref, opts.selection, opts.platform);
+  const store = new StoreDir(opts.imagesDir);
+  const sourceOpts = {
+    insecure: opts.insecure,
+    platform,
+    authFile: opts.authFile,
+    pullSecretsDir: opts.pullSecretsDir,
+    hostRoot: opts.hostRoot,
+    signal: opts.signal,
+    log: opts.log,
+  };
+  if (opts.policy !== 'Always') {
+    const hit = await lookupStored(reference, opts.imagesDir, opts.selection, { platform, touch: false });
+    if (hit) return { action: 'use-cached', image: hit };
+    if (opts.policy === 'Never') {
+      throw new OperationError(`image ${reference} is not in the cache ${opts.imagesDir} and the pull policy is Never`);
+    }
+  }
+  const { openImage } = await registryStack();
+  const image = await openImage(reference, sourceOpts);
+  const entry = await store.readEntry(entryKey(image.manifestDigest, opts.selection));
+  if (entry) return { action: 'use-cached', image: result(entry, reference, image.digest, true) };
+  return {
+    action: 'download',
+    reference,
+    digest: image.digest,
+    manifestDigest: image.manifestDigest,
+    layers: image.layers.length,
+    bytes: image.layers.reduce((n, l) => n + l.size, 0),
+    imagesDir: opts.imagesDir,
+  };
+}
+
+/** The dry-run line for a download. */
+export function describeDownload(plan: Extract<PullPlan, { action: 'download' }>): string {
+  return `would pull ${plan.reference} ${plan.digest} (${plan.layers} layer${plan.layers === 1 ? '' : 's'}, ${plan.bytes} bytes) into ${plan.imagesDir}`;
 }
 
 async function writeEntry(

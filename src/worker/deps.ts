@@ -20,6 +20,7 @@ import type { Reporter } from '../report/reporter.js';
 import { checkIdentity, moduleIdentity, type ModuleIdentity } from './identity.js';
 import { SharedDirKmodsSource, lazySource, type KmodsSource } from './kmods-source.js';
 import { modulesOfConfig } from './modprobe-argv.js';
+import { guardedSteps } from '../stop-guard.js';
 
 export interface WorkerDeps {
   log: Logger;
@@ -53,8 +54,9 @@ export async function createWorkerDeps(ctx: Context, config?: ModuleConfig): Pro
   // in a dry run the flows' log lines describe what would happen; say so on each of them
   const log = dryRun ? ctx.log.child({}, { msgPrefix: '(dry run) ' }) : ctx.log;
   const host = new Host(opts.hostRoot);
-  const changes: HostChanges = dryRun ? new PlanHostChanges(ctx.stdout) : new RealHostChanges();
-  const modprobe: ModprobeRunner = dryRun ? new PlanModprobe(ctx.stdout) : new ExecModprobe(opts.modprobe, log);
+  // host writes and modprobe runs are steps a stop signal waits for (src/stop-guard.ts)
+  const changes: HostChanges = dryRun ? new PlanHostChanges(ctx.stdout) : guardedSteps(new RealHostChanges());
+  const modprobe: ModprobeRunner = dryRun ? new PlanModprobe(ctx.stdout) : guardedSteps(new ExecModprobe(opts.modprobe, log));
   const modinfo: ModinfoRunner = new ExecModinfo(opts.modinfo, log);
   const depmod: DepmodRunner = new ExecDepmod(opts.depmod, log);
   // the image source (and with it the registry stack) is loaded only when the shared dir has no kmods

@@ -63,7 +63,8 @@ t.test('killed at random points, a later run never trusts a partial entry and re
   const dir = await mkdtemp(path.join(work, 'crash-'));
   const fullMs = await timeFullPull(t);
   const log = pino({ level: 'silent' });
-  const runs = 12;
+  // a bounded number in CI; `npm run soak` sets KMM_SOAK_RUNS for a long random kill -9 loop
+  const runs = Number(process.env.KMM_SOAK_RUNS) > 0 ? Number(process.env.KMM_SOAK_RUNS) : 12;
   let killed = 0;
   for (let i = 0; i < runs; i++) {
     // spread the kill points over the whole pull: start-up, manifest, each layer, sync, rename
