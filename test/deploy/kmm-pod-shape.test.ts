@@ -34,6 +34,7 @@ async function runInPodShape(env: Env, verb: string, cfg: string, readOnly: stri
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin:/usr/sbin:/sbin',
       KMM_LOG_LEVEL: 'info',
+      KMM_LOG_FORMAT: 'json', // the lines are read as JSON, as a pod's log pipeline reads them
       SHARED: env.shared,
       NODE: process.execPath,
       CLI: cliPath,
