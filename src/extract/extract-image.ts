@@ -7,7 +7,9 @@ import { lstat, readdir } from 'node:fs/promises';
 import type { ResolvedImage } from '../image/types.js';
 import type { Logger } from '../log.js';
 import { applyLayer } from './apply-layer.js';
+import { OperationError } from '../errors.js';
 import { bufferReclaimer } from './buffer-reclaim.js';
+import { openImageLayer } from './image-layer.js';
 import { rawLayerEntries } from './layer-entries.js';
 import { SafeRoot } from './safe-root.js';
 import { pathFilter, type Selection } from './selection.js';
@@ -49,7 +51,7 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
     for (const [i, layer] of image.layers.entries()) {
       opts.signal?.throwIfAborted();
       const started = Date.now();
-      const blob = await image.openBlob(layer, { signal: opts.signal });
+      const { blob, mediaType, read } = await openImageLayer(image, i, { signal: opts.signal });
       let received = 0;
       const progress = { index: i + 1, count, digest: layer.digest, received: 0, size: layer.size };
       blob.on('data', (chunk: Buffer) => {
@@ -60,9 +62,15 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
           opts.onProgress(progress);
         }
       });
-      const stats = await applyLayer(root, rawLayerEntries(blob, layer.mediaType, { signal: opts.signal }), filter, {
+      const stats = await applyLayer(root, rawLayerEntries(blob, mediaType, read), filter, {
         log: opts.log,
         layer: layer.digest,
+      }).catch((err: unknown) => {
+        // the extractor's own failures name the layer; the image is named here, once
+        if (err instanceof OperationError && !/^(image|registry) /.test(err.message)) {
+          throw new OperationError(`image ${image.reference}: ${err.message}`, { cause: err, detail: err.detail });
+        }
+        throw err;
       });
       downloaded += received;
       opts.log.info(

@@ -105,6 +105,32 @@ export function selectPlatform(index: IndexManifest, want: Platform, what: strin
   return best;
 }
 
+/**
+ * The `rootfs.diff_ids` of an image config (OCI and Docker schema 2 configs alike): one sha256 per layer, in
+ * layer order.
+ */
+export function configDiffIds(config: Buffer, layerCount: number, what: string): string[] {
+  let ids: unknown;
+  try {
+    ids = (JSON.parse(config.toString('utf8')) as { rootfs?: { diff_ids?: unknown } }).rootfs?.diff_ids;
+  } catch {
+    throw new OperationError(`${what}: the image config is not valid JSON`);
+  }
+  if (!Array.isArray(ids) || !ids.every((d) => typeof d === 'string' && /^sha256:[a-f0-9]{64}$/.test(d))) {
+    throw new OperationError(`${what}: the image config has no valid rootfs.diff_ids (sha256 DiffIDs of the layers)`);
+  }
+  if (ids.length !== layerCount) {
+    throw new OperationError(`${what}: the image config lists ${ids.length} DiffIDs for ${layerCount} layers`);
+  }
+  return ids as string[];
+}
+
+/** A function that runs `fn` once and then returns its first promise. */
+export function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= fn());
+}
+
 /** The platform an image's config declares. */
 export function configPlatform(config: Buffer): Platform | undefined {
   try {
