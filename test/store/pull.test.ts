@@ -209,6 +209,29 @@ t.test('a blob corrupted in the registry fails the pull and leaves nothing trust
   t.same(await readdir(path.join(dir, 'tmp')), [], 'the partial tree was removed');
 });
 
+t.test('a kernel the image does not carry: exit 1, the kernels it carries and the dirName it uses, no cache entry', async (t) => {
+  const rootMods = await buildLayout({ dir: layout, tag: 'rootmods', layers: [{ [`lib/modules/${KVER}/kmm_a.ko`]: 'x',
+    'lib/modules/6.2.0-9/kmm_a.ko': 'y' }] });
+  const cases: [string[], string][] = [
+    [['image', 'pull', `oci:${layout}:v1`, '--kernel', '6.1.0-99-amd64'], `image oci:${layout}:v1 has no /opt/lib/modules/6.1.0-99-amd64; ` +
+      `it carries kernels 5.10.0-other (dirName /opt), ${KVER} (dirName /opt)`],
+    [['image', 'pull', rootMods.ref, '--kernel', '6.2.0-9'], `image ${rootMods.ref} has no /opt/lib/modules/6.2.0-9; it carries kernels ` +
+      `${KVER} (dirName /), 6.2.0-9 (dirName /); kernel 6.2.0-9 is there under dirName /: set modprobe.dirName (--dir-name) to /`],
+    [['image', 'pull', rootMods.ref, '--kernel', '6.9.9'], `image ${rootMods.ref} has no /opt/lib/modules/6.9.9; it carries kernels ` +
+      `${KVER} (dirName /), 6.2.0-9 (dirName /); the image seems to use dirName: /`],
+  ];
+  for (const [args, msg] of cases) {
+    const dir = await imagesDir();
+    const res = await cli([...args, '--images-dir', dir, '--json']);
+    t.equal(res.code, 1, res.stderr);
+    t.match(res.stderr, msg);
+    t.equal(res.stdout, '', 'no result printed');
+    t.same(await readdir(path.join(dir, 'entries')), [], 'no cache entry');
+    t.same(await readdir(path.join(dir, 'refs')), []);
+    t.same(await readdir(path.join(dir, 'tmp')), []);
+  }
+});
+
 t.test('ImageKmodsSource pulls containerImage with the config policy and points at the modules', async (t) => {
   const dir = await imagesDir();
   const source = new ImageKmodsSource({ imagesDir: dir, log });
