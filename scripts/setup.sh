@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   kmod                 # modprobe / modinfo / depmod
   docker-registry      # the real OCI registry the tests start on 127.0.0.1
-  skopeo umoci         # independent image producers
+  skopeo umoci podman buildah pigz   # independent image producers
   apache2-utils        # htpasswd for the Basic-auth registry
   openssl              # test CA and certificates
   socat                # guest-to-host forwarding for the VM
