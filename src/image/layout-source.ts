@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { OperationError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MAX_MANIFEST_BYTES } from './media-types.js';
-import { configDiffIds, once, parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
+import { configDiffIds, once, parseImageJson, parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
 import type { LayoutReference } from './reference.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
 import { checkDigestFormat, readVerified, verifiedStream } from './verify.js';
@@ -58,7 +58,7 @@ async function readLayoutIndex(ref: LayoutReference): Promise<LayoutIndex> {
   }
   let index: unknown;
   try {
-    index = JSON.parse(await fsp.readFile(path.join(ref.path, 'index.json'), 'utf8'));
+    index = parseImageJson(await fsp.readFile(path.join(ref.path, 'index.json'), 'utf8'), 'it');
   } catch (e) {
     throw new OperationError(`${where}: cannot read the layout's index.json: ${(e as Error).message.split('\n')[0]}`);
   }
