@@ -45,7 +45,10 @@ export function layerCompression(mediaType: string): LayerCompression {
  * `done` settles when the decoder has finished (rejecting with the decoder's own words when the data is bad).
  */
 interface Decoder {
-  input: NodeJS.WritableStream;
+  /** undefined: nothing to write to (no decoder, or one that could not start) */
+  input: NodeJS.WritableStream | undefined;
+  /** false: the decoder program could not be started; `done` says why */
+  started: boolean;
   output: Readable;
   done: Promise<void>;
   destroy(): void;
@@ -61,7 +64,7 @@ function zlibDecoder(kind: 'gzip'): Decoder {
     throw describe(kind, err);
   });
   done.catch(() => undefined);
-  return { input: z, output: z, done, destroy: () => z.destroy() };
+  return { input: z, output: z, started: true, done, destroy: () => z.destroy() };
 }
 
 /**
@@ -98,7 +101,9 @@ function zstdDecoder(): Decoder {
   );
   done.catch(() => undefined);
   return {
-    input,
+    // a program that could not start (no pid) gets no input: execa's verdict (ENOENT) would wait for the pipe
+    input: child.pid === undefined ? undefined : input,
+    started: child.pid !== undefined,
     output,
     done,
     destroy: () => {
@@ -110,7 +115,7 @@ function zstdDecoder(): Decoder {
 }
 
 function plainDecoder(blob: Readable): Decoder {
-  return { input: undefined as unknown as NodeJS.WritableStream, output: blob, done: Promise.resolve(), destroy: () => undefined };
+  return { input: undefined, output: blob, started: true, done: Promise.resolve(), destroy: () => undefined };
 }
 
 function describe(kind: LayerCompression, err: unknown): Error {
@@ -244,7 +249,8 @@ async function* entriesOf<S>(
     if (blobError || blobEnded || blob.destroyed || signal?.aborted) return blobError;
     if (decoder.input) blob.unpipe(decoder.input);
     blob.resume();
-    await finished(blob).catch(() => undefined);
+    // an interrupted pull does not wait for the rest of a stalled blob
+    await finished(blob, signal ? { signal } : {}).catch(() => undefined);
     return blobError;
   };
 
@@ -252,6 +258,7 @@ async function* entriesOf<S>(
   let current: (() => void) | undefined;
   let completed = false;
   try {
+    if (!decoder.started) await decoder.done;
     const it = extract[Symbol.asyncIterator]();
     for (;;) {
       if (previous) await previous();
@@ -283,10 +290,11 @@ async function* entriesOf<S>(
     }
     completed = true;
   } catch (err) {
-    if (signal?.aborted) throw err;
+    if (signal?.aborted) throw signal.reason ?? err;
     current?.();
     current = undefined;
     const verdict = await blobVerdict();
+    if (signal?.aborted) throw signal.reason ?? err;
     throw named(verdict ?? err, opts.what);
   } finally {
     signal?.removeEventListener('abort', onAbort);

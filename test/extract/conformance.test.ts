@@ -224,3 +224,16 @@ t.test('a config whose DiffID lies: exit 1 naming image, layer, expected and act
   t.equal(inspect.code, 1);
   t.match(errorLine(inspect.stderr), `expected ${lie}, got ${config.rootfs.diff_ids[0]}`);
 });
+
+t.test('without the zstd program: a zstd layer fails with one line saying so, a gzip one still pulls', async (t) => {
+  const env = { PATH: path.join(work, 'no-such-bin') };
+  const dir = await mkdtemp(path.join(work, 'images-'));
+  const { doc } = await manifestOf(layout('podman-zstd'));
+  const res = await cli(['image', 'pull', `oci:${layout('podman-zstd')}:v1`, '--all', '--images-dir', dir], { env });
+  t.equal(res.code, 1);
+  t.equal(errorLine(res.stderr), `image oci:${layout('podman-zstd')}:v1: layer ${doc.layers[0]!.digest}: cannot read a tar+zstd ` +
+    'layer: the zstd program is not installed (install the zstd package)');
+  t.same(await readdir(path.join(dir, 'entries')), []);
+  const gz = await cli(['image', 'pull', `oci:${layout('buildah-oci')}:v1`, '--all', '--images-dir', dir, '--json'], { env });
+  t.equal(gz.code, 0, gz.stderr);
+});

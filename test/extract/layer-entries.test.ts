@@ -192,3 +192,22 @@ t.test('leaving a layer early with an entry unread closes every stream without a
     t.ok(source.destroyed, mt);
   }
 });
+
+t.test('an abort ends a layer whose blob stalled, also while a decode failure waits for the blob', async (t) => {
+  const raw = await tarBytes(sample);
+  const cases: [string, Buffer][] = [
+    [OCI + '+zstd', zlib.zstdCompressSync(raw)],
+    [OCI + '+gzip', zlib.gzipSync(raw)],
+    [OCI + '+gzip', Buffer.from('not gzip at all, and then the registry stalls')],
+  ];
+  for (const [mt, data] of cases) {
+    const blob = new Readable({ read() {} });
+    blob.push(data.subarray(0, 100)); // and nothing more, ever
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error('interrupted by SIGTERM')), 200);
+    await t.rejects((async () => {
+      for await (const { stream } of layerEntries(blob, mt, { signal: ac.signal })) stream.resume();
+    })(), { message: 'interrupted by SIGTERM' }, mt);
+    t.ok(blob.destroyed, `${mt}: the blob is released`);
+  }
+});
