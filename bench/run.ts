@@ -7,6 +7,8 @@
  * Medians of BENCH_ROUNDS (default 3) rounds, ratios, and the agent's peak RSS (from /usr/bin/time). Then the
  * start-up cost of a cache-hit `kmod load` (recording modprobe) against `node -e 0`.
  * The image is built once into .cache/bench/ and reused. Results also go to bench/results/<time>.json.
+ * BENCH_ONLY=gzip|zstd runs one variant. BENCH_COMPARE=<other checkout>/bin/kmm-worker.js also times that build's
+ * `image pull --all` in every round, interleaved with this one's, for a side-by-side A/B on a shared machine.
  */
 import { execFile, spawn } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
@@ -31,6 +33,8 @@ const MiB = 1024 * 1024;
 /** per layer: incompressible "firmware" plus half-compressible data, ~150 MiB compressed */
 const RANDOM_PER_LAYER = Number(process.env.BENCH_RANDOM_MIB ?? 120) * MiB;
 const TEXTY_PER_LAYER = Number(process.env.BENCH_TEXTY_MIB ?? 60) * MiB;
+const ONLY = process.env.BENCH_ONLY;
+const COMPARE = process.env.BENCH_COMPARE;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -112,9 +116,8 @@ async function main() {
     const variants = [
       { name: 'gzip', tag: 'gzip', decompress: 'gzip -dc' },
       { name: 'zstd', tag: 'zstd', decompress: 'zstd -dc' },
-    ];
-    await pushImage(`oci:${layout}:v1`, reg, 'bench:gzip', { format: 'oci', compress: 'gzip' });
-    await pushImage(`oci:${layout}:v1`, reg, 'bench:zstd', { format: 'oci', compress: 'zstd' });
+    ].filter((v) => !ONLY || v.name === ONLY);
+    for (const v of variants) await pushImage(`oci:${layout}:v1`, reg, `bench:${v.tag}`, { format: 'oci', compress: v.name as 'gzip' | 'zstd' });
 
     const results: Record<string, Record<string, Timed[]>> = {};
     const sizes: Record<string, number> = {};
@@ -124,13 +127,18 @@ async function main() {
         (await run('curl', ['-sf', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json', `${reg.url}/v2/bench/manifests/${v.tag}`])).stdout,
       ) as { layers: { digest: string; size: number }[] };
       sizes[v.name] = manifest.layers.reduce((n, l) => n + l.size, 0);
-      const r: Record<string, Timed[]> = { agent: [], agentSelected: [], curl: [], skopeoUmoci: [] };
+      const r: Record<string, Timed[]> = { agent: [], agentSelected: [], curl: [], skopeoUmoci: [], compare: [] };
       results[v.name] = r;
       for (let round = 1; round <= ROUNDS; round++) {
         console.error(`${v.name} round ${round}/${ROUNDS} ...`);
         const d = await mkdtemp(path.join(work, 'agent-'));
         r.agent!.push(await timed(process.execPath, [CLI, 'image', 'pull', ref, '--all', '--images-dir', d, '--json', '--log-level', 'warn'], { rss: true }));
         await rm(d, { recursive: true, force: true });
+        if (COMPARE) {
+          const c = await mkdtemp(path.join(work, 'compare-'));
+          r.compare!.push(await timed(process.execPath, [COMPARE, 'image', 'pull', ref, '--all', '--images-dir', c, '--json', '--log-level', 'warn'], { rss: true }));
+          await rm(c, { recursive: true, force: true });
+        }
 
         const s = await mkdtemp(path.join(work, 'agent-sel-'));
         r.agentSelected!.push(await timed(process.execPath, [CLI, 'image', 'pull', ref, '--kernel', KVER, '--images-dir', s, '--json', '--log-level', 'warn'], { rss: true }));
@@ -159,7 +167,7 @@ ${manifest.layers.map((l) => `curl -sf ${reg.url}/v2/bench/blobs/${l.digest} | $
     }
 
     // start-up cost of a cache-hit `kmod load` with a recording modprobe
-    const load = await cacheHitLoad(work);
+    const load = ONLY ? { load: NaN, node: NaN, rounds: 0 } : await cacheHitLoad(work);
 
     const report: string[] = [];
     const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
@@ -179,6 +187,11 @@ ${manifest.layers.map((l) => `curl -sf ${reg.url}/v2/bench/blobs/${l.digest} | $
           : `  skopeo copy + umoci raw unpack     ${fmt(sk)}   agent/skopeo+umoci = ${(agent / sk).toFixed(2)}x`,
         `  agent peak RSS                     ${(rss / 1024).toFixed(0)} MiB`,
       );
+      if (r.compare!.length) {
+        const other = median(r.compare!.map((x) => x.ms));
+        const otherRss = Math.max(...r.compare!.map((x) => x.maxRssKiB ?? 0));
+        report.push(`  BENCH_COMPARE image pull --all     ${fmt(other)}   this/compared = ${(agent / other).toFixed(2)}x, its peak RSS ${(otherRss / 1024).toFixed(0)} MiB`);
+      }
     }
     report.push(
       `cache-hit kmod load: ${load.load.toFixed(0)} ms vs node -e 0: ${load.node.toFixed(0)} ms  ratio ${(load.load / load.node).toFixed(2)}x (medians of ${load.rounds})`,

@@ -8,8 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   kmod                 # modprobe / modinfo / depmod
   docker-registry      # the real OCI registry the tests start on 127.0.0.1
-  skopeo umoci         # independent image producers
-  podman               # `podman login` writes auth.json where the credential tests look for it
+  skopeo umoci podman buildah pigz   # independent image producers (podman login also writes the auth.json the credential tests read)
   apache2-utils        # htpasswd for the Basic-auth registry
   openssl              # test CA and certificates
   socat                # guest-to-host forwarding for the VM

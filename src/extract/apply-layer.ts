@@ -22,7 +22,7 @@ export async function applyLayer(
   root: SafeRoot,
   entries: AsyncIterable<{ header: Header; stream: RawEntryBody }>,
   filter: PathFilter,
-  opts: { log: Logger; layer: string },
+  opts: { log: Logger; layer: string; /** sees the path of every entry, selected or not */ onPath?: (path: string) => void },
 ): Promise<LayerStats> {
   const stats: LayerStats = { entries: 0, files: 0, bytes: 0, skipped: 0 };
   /** paths this layer wrote: an opaque marker hides only what lower layers left */
@@ -57,6 +57,7 @@ export async function applyLayer(
         continue;
       }
       const path = kind.path;
+      opts.onPath?.(path);
       const selected = filter.classify(path);
       if (!selected || path === '') {
         await stream.skip();

@@ -7,7 +7,9 @@ import { lstat, readdir } from 'node:fs/promises';
 import type { ResolvedImage } from '../image/types.js';
 import type { Logger } from '../log.js';
 import { applyLayer } from './apply-layer.js';
+import { OperationError } from '../errors.js';
 import { bufferReclaimer } from './buffer-reclaim.js';
+import { openImageLayer } from './image-layer.js';
 import { rawLayerEntries } from './layer-entries.js';
 import { SafeRoot } from './safe-root.js';
 import { pathFilter, type Selection } from './selection.js';
@@ -39,7 +41,14 @@ export interface ExtractResult {
   bytes: number;
   /** compressed bytes downloaded/read */
   downloaded: number;
+  /**
+   * every `<dir>/lib/modules/<kernel>/` the layers name, selected or not: kernel release → the dirNames
+   * (`/`, `/opt`, ...) it appears under. A hint for a selection that found nothing (whiteouts are not applied).
+   */
+  kernels: Record<string, string[]>;
 }
+
+const KERNEL_DIR = /^(?:(.*)\/)?lib\/modules\/([^/]+)/;
 
 export async function extractImage(image: ResolvedImage, target: string, opts: ExtractOptions): Promise<ExtractResult> {
   const root = new SafeRoot(target);
@@ -49,11 +58,19 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
   const reclaim = bufferReclaimer(1024 * 1024);
   const count = image.layers.length;
   const total = image.layers.reduce((n, l) => n + l.size, 0);
+  const kernels: Record<string, string[]> = {};
+  const onPath = (p: string) => {
+    const m = KERNEL_DIR.exec(p);
+    if (!m) return;
+    const dirs = (kernels[m[2]!] ??= []);
+    const dir = `/${m[1] ?? ''}`;
+    if (!dirs.includes(dir)) dirs.push(dir);
+  };
   try {
     for (const [i, layer] of image.layers.entries()) {
       opts.signal?.throwIfAborted();
       const started = Date.now();
-      const blob = await image.openBlob(layer, { signal: opts.signal });
+      const { blob, mediaType, read } = await openImageLayer(image, i, { signal: opts.signal });
       let received = 0;
       const progress = { index: i + 1, count, digest: layer.digest, received: 0, size: layer.size, before: downloaded, total };
       blob.on('data', (chunk: Buffer) => {
@@ -64,9 +81,16 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
           opts.onProgress(progress);
         }
       });
-      const stats = await applyLayer(root, rawLayerEntries(blob, layer.mediaType, { signal: opts.signal }), filter, {
+      const stats = await applyLayer(root, rawLayerEntries(blob, mediaType, read), filter, {
         log: opts.log,
         layer: layer.digest,
+        onPath,
+      }).catch((err: unknown) => {
+        // the extractor's own failures name the layer; the image is named here, once
+        if (err instanceof OperationError && !/^(image|registry) /.test(err.message)) {
+          throw new OperationError(`image ${image.reference}: ${err.message}`, { cause: err, detail: err.detail });
+        }
+        throw err;
       });
       downloaded += received;
       opts.log.info(
@@ -89,7 +113,7 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
     throw err;
   }
   const totals = await treeTotals(target);
-  return { ...totals, downloaded };
+  return { ...totals, downloaded, kernels };
 }
 
 /** Regular files and their bytes under a directory, not following symlinks. */

@@ -2,9 +2,11 @@
  * Reads a layer blob as a sequence of tar entries without touching the disk: picks the decompressor from the
  * layer's media type and streams with backpressure end to end (blob → gunzip/zstd → tar parser → consumer).
  */
-import { Readable, type Transform } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
+import { execa } from 'execa';
 import type { Header } from 'tar-stream';
 import { OperationError } from '../errors.js';
 import { readTar } from './tar-reader.js';
@@ -39,14 +41,82 @@ export function layerCompression(mediaType: string): LayerCompression {
   return kind;
 }
 
-function decompressor(kind: LayerCompression): Transform | undefined {
+/**
+ * The decompression stage of one layer: bytes go into `input`, the uncompressed tar comes out of `output`, and
+ * `done` settles when the decoder has finished (rejecting with the decoder's own words when the data is bad).
+ */
+interface Decoder {
+  /** undefined: nothing to write to (no decoder, or one that could not start) */
+  input: NodeJS.WritableStream | undefined;
+  /** false: the decoder program could not be started; `done` says why */
+  started: boolean;
+  output: Readable;
+  done: Promise<void>;
+  destroy(): void;
+}
+
+function zlibDecoder(kind: 'gzip'): Decoder {
   // 256 KiB output chunks instead of zlib's 16 KiB: a quarter of the thread-pool round trips and of the tar
   // parser's calls per MiB. Measured on the 540 MiB bench image (oci: layout, tmpfs): 10-25% less wall time
-  // and ~10% less CPU than 64 KiB, at the same peak RSS.
-  const chunkSize = 256 * 1024;
-  if (kind === 'gzip') return zlib.createGunzip({ chunkSize });
-  if (kind === 'zstd') return zlib.createZstdDecompress({ chunkSize });
-  return undefined;
+  // and ~10% less CPU than 64 KiB, at the same peak RSS. Node's gunzip reads every member of a multi-member
+  // gzip (pigz, estargz).
+  const z = zlib.createGunzip({ chunkSize: 256 * 1024 });
+  const done = finished(z, { writable: false }).catch((err: unknown) => {
+    throw describe(kind, err);
+  });
+  done.catch(() => undefined);
+  return { input: z, output: z, started: true, done, destroy: () => z.destroy() };
+}
+
+/**
+ * zstd through the `zstd` program (the reference decoder), streaming through a pipe. Node's zlib zstd decoder
+ * stops after the first frame, so a multi-frame layer (pzstd, zstd:chunked) or a skippable frame (RFC 8878
+ * §3.1.2) would come out short or empty. The program reads every frame and skips skippable ones, and it
+ * decompresses on another core than the JS thread that parses and writes (figures in docs/cache.md).
+ */
+function zstdDecoder(): Decoder {
+  const child = execa('zstd', ['-d', '-c', '-q'], {
+    stdin: 'pipe',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    buffer: { stdout: false, stderr: true },
+    encoding: 'buffer',
+    stripFinalNewline: true,
+  });
+  const output = child.stdout as Readable;
+  const input = child.stdin as NodeJS.WritableStream & { on(e: 'error', f: () => void): unknown };
+  // a decoder that quits early (bad data) closes its stdin: the EPIPE is reported through the exit status
+  input.on('error', () => undefined);
+  output.on('error', () => undefined);
+  let destroyed = false;
+  const done = child.then(
+    () => undefined,
+    (err: { code?: string; stderr?: Uint8Array; exitCode?: number; signal?: string; shortMessage?: string }) => {
+      if (err.code === 'ENOENT') {
+        throw new OperationError('cannot read a tar+zstd layer: the zstd program is not installed (install the zstd package)');
+      }
+      if (destroyed) throw new OperationError('zstd decoder stopped');
+      const said = Buffer.from(err.stderr ?? []).toString('utf8').trim().split('\n').pop()?.replace(/^zstd: (\/\*stdin\*\\: )?/, '');
+      throw describe('zstd', new Error(said || err.shortMessage || `zstd exited with ${err.exitCode ?? err.signal}`));
+    },
+  );
+  done.catch(() => undefined);
+  return {
+    // a program that could not start (no pid) gets no input: execa's verdict (ENOENT) would wait for the pipe
+    input: child.pid === undefined ? undefined : input,
+    started: child.pid !== undefined,
+    output,
+    done,
+    destroy: () => {
+      destroyed = true;
+      child.kill();
+      output.destroy();
+    },
+  };
+}
+
+function plainDecoder(blob: Readable): Decoder {
+  return { input: undefined, output: blob, started: true, done: Promise.resolve(), destroy: () => undefined };
 }
 
 function describe(kind: LayerCompression, err: unknown): Error {
@@ -56,19 +126,44 @@ function describe(kind: LayerCompression, err: unknown): Error {
   return new OperationError(`layer is not a valid ${what} stream: ${msg}`, { cause: err });
 }
 
+export class DiffIdMismatchError extends OperationError {
+  override name = 'DiffIdMismatchError';
+}
+
+export interface LayerReadOptions {
+  signal?: AbortSignal;
+  /**
+   * the config's `rootfs.diff_ids[i]`: the sha256 of the whole uncompressed stream must equal it, or the
+   * iterator rejects at its end instead of finishing
+   */
+  diffId?: string;
+  /** how failures name the layer, e.g. `image quay.io/x:1: layer sha256:...` */
+  what?: string;
+}
+
 /**
- * The tar entries of one layer blob, in order. Errors of the blob (e.g. a digest mismatch), of decompression
- * and of the tar parser surface as the iterator's rejection; breaking out of the loop stops the stream.
+ * The tar entries of one layer blob, in order. Errors of the blob (e.g. a digest mismatch), of decompression,
+ * of the tar parser and of the DiffID check surface as the iterator's rejection, the blob's own verdict first;
+ * breaking out of the loop stops the stream. The iterator finishes only once the whole uncompressed stream
+ * has been read and (with `diffId`) matched its DiffID, and the blob has ended verified.
  */
 export function layerEntries(
   blob: Readable,
   mediaType: string,
-  opts: { signal?: AbortSignal } = {},
+  opts: LayerReadOptions = {},
 ): AsyncGenerator<LayerEntry, void, undefined> {
   // tar-stream's entries are streamx streams; outside consumers get a real Node Readable.
   return entriesOf(blob, mediaType, opts, (entry) => {
     const stream = Readable.from(entry, { objectMode: false, highWaterMark: 64 * 1024 });
-    return { stream, drain: () => drain(stream) };
+    return {
+      stream,
+      drain: () => drain(stream),
+      // the chain is torn down under an entry nobody reads any more: its error has no one to go to
+      dispose: () => {
+        stream.on('error', () => undefined);
+        stream.destroy();
+      },
+    };
   });
 }
 
@@ -84,7 +179,7 @@ export interface RawEntryBody extends AsyncIterable<Buffer> {
 export function rawLayerEntries(
   blob: Readable,
   mediaType: string,
-  opts: { signal?: AbortSignal } = {},
+  opts: LayerReadOptions = {},
 ): AsyncGenerator<{ header: Header; stream: RawEntryBody }, void, undefined> {
   return entriesOf(blob, mediaType, opts, (entry) => {
     let state: 'new' | 'reading' | 'done' = 'new';
@@ -101,41 +196,76 @@ export function rawLayerEntries(
         state = 'done';
       },
     };
-    return { stream: body, drain: () => body.skip() };
+    return { stream: body, drain: () => body.skip(), dispose: () => undefined };
   });
+}
+
+/** The blob's own errors (digest, size, network) already name the image and the blob: they stay as they are. */
+function named(err: unknown, what: string | undefined): unknown {
+  if (!what || !(err instanceof OperationError) || /^(image|registry) /.test(err.message)) return err;
+  const Kind = err.constructor as typeof OperationError;
+  return new Kind(`${what}: ${err.message}`, { cause: err, detail: err.detail });
 }
 
 async function* entriesOf<S>(
   blob: Readable,
   mediaType: string,
-  opts: { signal?: AbortSignal },
-  wrap: (entry: AsyncIterable<Buffer>) => { stream: S; drain: () => Promise<void> },
+  opts: LayerReadOptions,
+  wrap: (entry: AsyncIterable<Buffer>) => { stream: S; drain: () => Promise<void>; dispose: () => void },
 ): AsyncGenerator<{ header: Header; stream: S }, void, undefined> {
   const kind = layerCompression(mediaType);
   const signal = opts.signal;
   signal?.throwIfAborted();
 
-  const decomp = decompressor(kind);
-  const source: Readable = decomp ? blob.pipe(decomp) : blob;
+  const decoder = kind === 'gzip' ? zlibDecoder(kind) : kind === 'zstd' ? zstdDecoder() : plainDecoder(blob);
+  const source = decoder.output;
+  // The DiffID covers every uncompressed byte, the padding after the tar's end-of-archive marker included
+  // (the tar reader drains the stream past the marker through this same iterable).
+  const diff = createHash('sha256');
+  async function* hashed(): AsyncGenerator<Buffer> {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      diff.update(chunk);
+      yield chunk;
+    }
+  }
+  let blobError: unknown;
   let failure: unknown;
+  let blobEnded = false;
   const fail = (err: unknown) => {
     failure ??= err;
     source.destroy(err instanceof Error ? err : new Error(String(err)));
   };
   blob.on('error', (err) => {
-    // The blob's own errors (digest/size mismatch, network) are already meaningful: keep them as they are.
-    failure ??= err;
-    decomp?.destroy(err);
+    blobError ??= err;
+    decoder.destroy();
+    fail(err);
   });
-  decomp?.on('error', (err) => fail(describe(kind, err)));
+  blob.on('end', () => (blobEnded = true));
+  if (decoder.input) blob.pipe(decoder.input);
+  decoder.done.catch((err: unknown) => fail(err));
   const onAbort = () => fail(signal?.reason ?? new Error('aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
 
+  /**
+   * After a decoding or parsing failure, the rest of the blob is read (its size is bounded by the descriptor)
+   * to learn the digest's verdict: a corrupted blob is reported as one, not as the garbage it decodes to.
+   */
+  const blobVerdict = async (): Promise<unknown> => {
+    if (blobError || blobEnded || blob.destroyed || signal?.aborted) return blobError;
+    if (decoder.input) blob.unpipe(decoder.input);
+    blob.resume();
+    // an interrupted pull does not wait for the rest of a stalled blob
+    await finished(blob, signal ? { signal } : {}).catch(() => undefined);
+    return blobError;
+  };
+
   let previous: (() => Promise<void>) | undefined;
+  let current: (() => void) | undefined;
   let completed = false;
   try {
+    if (!decoder.started) await decoder.done;
     // our own tar reader, not tar-stream: see tar-reader.ts for the differentials it closes
-    const it = readTar(source);
+    const it = readTar(hashed());
     for (;;) {
       if (previous) await previous().catch((err) => { throw failure ?? describe(kind, err); });
       let next: IteratorResult<{ header: Header; stream: AsyncIterable<Buffer> }>;
@@ -145,21 +275,37 @@ async function* entriesOf<S>(
         throw failure ?? describe(kind, err);
       }
       if (failure) throw failure;
-      if (next.done) {
-        completed = true;
-        break;
-      }
+      if (next.done) break;
       const wrapped = wrap(next.value.stream);
       previous = wrapped.drain;
+      current = wrapped.dispose;
       yield { header: next.value.header, stream: wrapped.stream };
     }
+    current = undefined;
+    // the tar reader has read the stream to its end; the decoder and the blob must end cleanly too
+    await Promise.all([decoder.done.catch(fail), finished(blob).catch(fail)]);
     if (failure) throw failure;
+    const actual = `sha256:${diff.digest('hex')}`;
+    if (opts.diffId !== undefined && actual !== opts.diffId) {
+      throw new DiffIdMismatchError(
+        `uncompressed content does not match the DiffID of the image config: expected ${opts.diffId}, got ${actual}`,
+      );
+    }
+    completed = true;
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason ?? err;
+    current?.();
+    current = undefined;
+    const verdict = await blobVerdict();
+    if (signal?.aborted) throw signal.reason ?? err;
+    throw named(verdict ?? err, opts.what);
   } finally {
     signal?.removeEventListener('abort', onAbort);
     if (!completed) {
       // Stopped early (break, error, abort): tear the chain down so the blob's socket/file is released.
+      current?.();
       source.destroy();
-      decomp?.destroy();
+      decoder.destroy();
       blob.destroy();
     }
   }

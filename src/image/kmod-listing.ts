@@ -2,7 +2,7 @@
  * The kernels and kernel modules an image carries: every `<prefix>/lib/modules/<kver>/...` file that survives the
  * layer stack, read from the layers' tar entries without writing anything to disk.
  */
-import { OperationError } from '../errors.js';
+import { openImageLayer } from '../extract/image-layer.js';
 import { rawLayerEntries } from '../extract/layer-entries.js';
 import { entryKind, LayerChanges, UpperLayers, type EntryKind } from './merged-listing.js';
 import type { ResolvedImage } from './types.js';
@@ -24,24 +24,17 @@ export async function listKernelModules(image: ResolvedImage, opts: { signal?: A
   const upper = new UpperLayers();
   // path → kind in the merged view, only for paths below some lib/modules/<kver>/
   const files = new Map<string, EntryKind>();
-  for (const layer of [...image.layers].reverse()) {
+  for (let i = image.layers.length - 1; i >= 0; i--) {
     const changes = new LayerChanges();
     // within one layer a later entry for the same path replaces an earlier one
     const own = new Map<string, EntryKind>();
-    const blob = await image.openBlob(layer, { signal: opts.signal });
-    try {
-      for await (const { header, stream } of rawLayerEntries(blob, layer.mediaType, { signal: opts.signal })) {
-        await stream.skip();
-        const kind = entryKind(header.type);
-        const p = changes.record(header.name, kind);
-        if (p !== undefined && MODULE_PATH.test(p)) own.set(p, kind);
-      }
-    } catch (e) {
-      // the blob's own errors already name the image and digest; parser errors do not
-      if (e instanceof OperationError && !/^(image|registry) /.test(e.message)) {
-        throw new OperationError(`image ${image.reference}: layer ${layer.digest}: ${e.message}`, { cause: e });
-      }
-      throw e;
+    // every layer is read to its end, so each is checked against its digest and its DiffID
+    const { blob, mediaType, read } = await openImageLayer(image, i, opts);
+    for await (const { header, stream } of rawLayerEntries(blob, mediaType, read)) {
+      await stream.skip();
+      const kind = entryKind(header.type);
+      const p = changes.record(header.name, kind);
+      if (p !== undefined && MODULE_PATH.test(p)) own.set(p, kind);
     }
     for (const [p, kind] of own) if (!files.has(p) && !upper.hides(p, kind)) files.set(p, kind);
     upper.absorb(changes);

@@ -11,7 +11,7 @@ import { OperationError } from '../errors.js';
 import { checkJsonDepth, MAX_INDEX_BYTES, openRegularFile, parseBoundedJson, readRegularFile } from '../bounded-read.js';
 import type { Logger } from '../log.js';
 import { MAX_MANIFEST_BYTES } from './media-types.js';
-import { parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
+import { configDiffIds, once, parseImageJson, parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
 import type { LayoutReference } from './reference.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
 import { checkDigestFormat, readVerified, verifiedStream } from './verify.js';
@@ -113,6 +113,11 @@ async function readManifest(ref: LayoutReference, desc: Descriptor): Promise<Man
 export async function openLayoutImage(ref: LayoutReference, want: Platform, log: Logger): Promise<ResolvedImage> {
   const top = pickEntry(ref, await readLayoutIndex(ref));
   const topManifest = await readManifest(ref, top);
+  const configs = new Map<string, () => Promise<Buffer>>();
+  const readConfig = (d: Descriptor) => {
+    if (!configs.has(d.digest)) configs.set(d.digest, once(() => readBlob(ref.path, d, `image ${ref.name}: config`)));
+    return configs.get(d.digest)!();
+  };
   const { image, manifestDigest, platforms } = await resolveForPlatform({
     name: ref.name,
     top: topManifest,
@@ -120,7 +125,7 @@ export async function openLayoutImage(ref: LayoutReference, want: Platform, log:
     want,
     log,
     readManifest: async (d) => ({ manifest: await readManifest(ref, d), digest: d.digest }),
-    readConfig: (d) => readBlob(ref.path, d, `image ${ref.name}: config`),
+    readConfig,
   });
   return {
     reference: ref.name,
@@ -130,6 +135,7 @@ export async function openLayoutImage(ref: LayoutReference, want: Platform, log:
     platforms,
     config: image.config,
     layers: image.layers,
+    diffIds: once(async () => configDiffIds(await readConfig(image.config), image.layers.length, `image ${ref.name}`)),
     async openBlob(desc: Descriptor, o?: { signal?: AbortSignal }): Promise<Readable> {
       const file = blobFile(ref.path, desc.digest);
       await fsp.access(file).catch(() => {

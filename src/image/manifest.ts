@@ -25,6 +25,28 @@ export interface IndexManifest {
 
 export type Manifest = ImageManifest | IndexManifest;
 
+/** How deep an image document (manifest, index, config) may nest: real ones are a few levels deep. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * JSON.parse of an image document with its nesting bounded first: a hostile document nested thousands of
+ * levels deep gets one clear line instead of a stack overflow somewhere later.
+ */
+export function parseImageJson(text: string, what: string): unknown {
+  let depth = 0;
+  for (let i = 0, inString = false; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_JSON_DEPTH) throw new OperationError(`${what} is nested more than ${MAX_JSON_DEPTH} levels deep`);
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return JSON.parse(text);
+}
+
 function descriptor(v: unknown, where: string): Descriptor {
   const d = v as Partial<Descriptor> | null;
   if (!d || typeof d !== 'object' || typeof d.digest !== 'string' || typeof d.size !== 'number' ||
@@ -41,8 +63,9 @@ function descriptor(v: unknown, where: string): Descriptor {
 export function parseManifest(body: Buffer, contentType: string | undefined, what: string): Manifest {
   let doc: Record<string, unknown>;
   try {
-    doc = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
-  } catch {
+    doc = parseImageJson(body.toString('utf8'), `${what}: the manifest`) as Record<string, unknown>;
+  } catch (e) {
+    if (e instanceof OperationError) throw e;
     throw new OperationError(`${what}: the manifest is not valid JSON`);
   }
   const ct = contentType?.split(';')[0]?.trim();
@@ -105,10 +128,37 @@ export function selectPlatform(index: IndexManifest, want: Platform, what: strin
   return best;
 }
 
+/**
+ * The `rootfs.diff_ids` of an image config (OCI and Docker schema 2 configs alike): one sha256 per layer, in
+ * layer order.
+ */
+export function configDiffIds(config: Buffer, layerCount: number, what: string): string[] {
+  let ids: unknown;
+  try {
+    ids = (parseImageJson(config.toString('utf8'), `${what}: the image config`) as { rootfs?: { diff_ids?: unknown } }).rootfs?.diff_ids;
+  } catch (e) {
+    if (e instanceof OperationError) throw e;
+    throw new OperationError(`${what}: the image config is not valid JSON`);
+  }
+  if (!Array.isArray(ids) || !ids.every((d) => typeof d === 'string' && /^sha256:[a-f0-9]{64}$/.test(d))) {
+    throw new OperationError(`${what}: the image config has no valid rootfs.diff_ids (sha256 DiffIDs of the layers)`);
+  }
+  if (ids.length !== layerCount) {
+    throw new OperationError(`${what}: the image config lists ${ids.length} DiffIDs for ${layerCount} layers`);
+  }
+  return ids as string[];
+}
+
+/** A function that runs `fn` once and then returns its first promise. */
+export function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => (p ??= fn());
+}
+
 /** The platform an image's config declares. */
 export function configPlatform(config: Buffer): Platform | undefined {
   try {
-    const c = JSON.parse(config.toString('utf8')) as { os?: unknown; architecture?: unknown; variant?: unknown };
+    const c = parseImageJson(config.toString('utf8'), 'the image config') as { os?: unknown; architecture?: unknown; variant?: unknown };
     if (typeof c.os !== 'string' || typeof c.architecture !== 'string') return undefined;
     return { os: c.os, architecture: c.architecture, ...(typeof c.variant === 'string' && c.variant ? { variant: c.variant } : {}) };
   } catch {

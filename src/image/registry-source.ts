@@ -8,7 +8,7 @@ import { OperationError } from '../errors.js';
 import { messages } from '../messages.js';
 import type { Logger } from '../log.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
-import { parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
+import { configDiffIds, once, parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
 import { manifestRef, type RegistryReference } from './reference.js';
 import { checkNesting, parseReceivedJson } from './bounded-json.js';
 import { isRetryableError, type RegistryClient, type RegistryResponse } from './registry-client.js';
@@ -167,6 +167,14 @@ async function* blobChunks(client: RegistryClient, ref: RegistryReference, desc:
 export async function openRegistryImage(client: RegistryClient, ref: RegistryReference, want: Platform, log: Logger,
   signal?: AbortSignal): Promise<ResolvedImage> {
   const top = await fetchManifest(client, ref, manifestRef(ref), signal);
+  const configs = new Map<string, () => Promise<Buffer>>();
+  const readConfig = (d: Descriptor) => {
+    if (!configs.has(d.digest)) {
+      configs.set(d.digest, once(() =>
+        readVerified(blobChunks(client, ref, d, log, signal), d, MAX_MANIFEST_BYTES, `image ${ref.name}: config`)));
+    }
+    return configs.get(d.digest)!();
+  };
   const { image, manifestDigest, platforms } = await resolveForPlatform({
     name: ref.name,
     top: top.manifest,
@@ -174,7 +182,7 @@ export async function openRegistryImage(client: RegistryClient, ref: RegistryRef
     want,
     log,
     readManifest: (d) => fetchManifest(client, ref, d.digest, signal),
-    readConfig: (d) => readVerified(blobChunks(client, ref, d, log, signal), d, MAX_MANIFEST_BYTES, `image ${ref.name}: config`),
+    readConfig,
   });
   const openBlob = async (desc: Descriptor, o?: { signal?: AbortSignal }): Promise<Readable> =>
     verifiedStream(blobChunks(client, ref, desc, log, o?.signal ?? signal), desc, `image ${ref.name}: blob`);
@@ -187,6 +195,7 @@ export async function openRegistryImage(client: RegistryClient, ref: RegistryRef
     config: image.config,
     layers: image.layers,
     openBlob,
+    diffIds: once(async () => configDiffIds(await readConfig(image.config), image.layers.length, `image ${ref.name}`)),
   };
 }
 

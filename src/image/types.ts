@@ -54,4 +54,9 @@ export interface ResolvedImage {
    * bad bytes.
    */
   openBlob(desc: Descriptor, opts?: { signal?: AbortSignal }): Promise<Readable>;
+  /**
+   * The config's `rootfs.diff_ids`, one per layer in the same order: the sha256 of each layer's uncompressed
+   * tar. Read from the verified config blob (once); a config without one DiffID per layer is an error.
+   */
+  diffIds(): Promise<string[]>;
 }

@@ -1,10 +1,13 @@
 /**
  * Is a module's `.ko` in an image, under `<dirName>/lib/modules/<kernel>/` of its merged layers? Reads only
- * the layers' tar headers (no extraction), top layer first, and stops as soon as the answer is known.
+ * the layers' tar headers (no extraction), top layer first, and stops after the layer that holds the answer:
+ * that layer is still read to its end, so every layer read is checked against its digest and its DiffID
+ * before the answer is given; the layers below it are not read at all.
  */
 import { posix } from 'node:path';
 import type { ResolvedImage } from '../image/types.js';
-import { layerEntries } from '../extract/layer-entries.js';
+import { openImageLayer } from '../extract/image-layer.js';
+import { rawLayerEntries } from '../extract/layer-entries.js';
 import { canonicalPath, entryKind, LayerChanges, resolveInImage, UpperLayers } from '../image/merged-listing.js';
 
 export interface KmodQuery {
@@ -56,11 +59,12 @@ export async function findKmodInImage(
   const symlinks = new Map<string, string>(); // visible symlinks: path -> target
   for (let i = image.layers.length - 1; i >= 0; i--) {
     opts.signal?.throwIfAborted();
-    const layer = image.layers[i]!;
     const changes = new LayerChanges();
-    const blob = await image.openBlob(layer, { signal: opts.signal });
-    for await (const { header, stream } of layerEntries(blob, layer.mediaType, { signal: opts.signal })) {
-      stream.resume();
+    const { blob, mediaType, read } = await openImageLayer(image, i, opts);
+    let found: string | undefined;
+    for await (const { header, stream } of rawLayerEntries(blob, mediaType, read)) {
+      await stream.skip();
+      if (found !== undefined) continue;
       const kind = entryKind(header.type);
       if (above.hides(canonicalPath(header.name), kind)) {
         // hidden by an upper layer; a whiteout marker here still only affects the layers below
@@ -71,8 +75,9 @@ export async function findKmodInImage(
       if (kind === 'symlink' && header.linkname) symlinks.set(path, header.linkname);
       if (kind !== 'file' || !KO.test(path)) continue;
       kmods.add(path);
-      if (isWanted(path, kernelDir)) return { found: true, path: `/${path}` };
+      if (isWanted(path, kernelDir)) found = path;
     }
+    if (found !== undefined) return { found: true, path: `/${found}` };
     above.absorb(changes);
   }
 

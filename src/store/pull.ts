@@ -3,12 +3,12 @@
  * and entries that are complete or absent whatever happens to the process.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { OperationError, UsageError } from '../errors.js';
 import { extractImage, type LayerProgress } from '../extract/extract-image.js';
-import { selectionPrefixes, type Selection } from '../extract/selection.js';
+import { selectionPrefixes, type KernelSelection, type Selection } from '../extract/selection.js';
 import { DEFAULT_OPERATION_TIMEOUT_MS, withDeadline } from '../image/deadline.js';
 import { formatPlatform, hostPlatform, parsePlatform } from '../image/platform.js';
 import { parseReference } from '../image/reference.js';
@@ -248,6 +248,7 @@ async function writeEntry(
       signal: opts.signal,
       onProgress: opts.onProgress,
     });
+    if (opts.selection !== 'all') await requireKernelDir(rootfs, opts.selection, extracted.kernels, opts.reference);
     const meta: EntryMeta = {
       reference: opts.reference,
       digest: image.digest,
@@ -284,6 +285,31 @@ async function writeEntry(
     const msg = err instanceof Error ? err.message : String(err);
     throw new OperationError(`cannot store image ${opts.reference} in ${store.dir}: ${msg}`, { cause: err });
   }
+}
+
+/**
+ * A selection whose kernel directory the image does not hold would be an empty, trusted entry: refused, with
+ * what the image does carry and the dirName it seems to use.
+ */
+async function requireKernelDir(rootfs: string, selection: KernelSelection, kernels: Record<string, string[]>, reference: string)
+  : Promise<void> {
+  const want = path.posix.join('/', selection.dirName, 'lib/modules', selection.kernelVersion);
+  const isDir = await lstat(path.join(rootfs, want)).then((s) => s.isDirectory(), () => false);
+  if (isDir) return;
+  const carried = Object.keys(kernels).sort();
+  if (carried.length === 0) {
+    throw new OperationError(`image ${reference} has no ${want}: it carries no kernel modules (no lib/modules/<kernel>/ in any layer)`);
+  }
+  const under = (k: string) => `${k} (dirName ${kernels[k]!.sort().join(', ')})`;
+  const dirName = path.posix.join('/', selection.dirName);
+  const elsewhere = kernels[selection.kernelVersion]?.filter((d) => d !== dirName);
+  let hint = '';
+  if (elsewhere?.length) hint = `; kernel ${selection.kernelVersion} is there under dirName ${elsewhere[0]}: set modprobe.dirName (--dir-name) to ${elsewhere[0]}`;
+  else if (!carried.some((k) => kernels[k]!.includes(dirName))) {
+    const dirs = [...new Set(carried.flatMap((k) => kernels[k]!))].sort();
+    hint = `; the image seems to use dirName: ${dirs.join(' or ')}`;
+  }
+  throw new OperationError(`image ${reference} has no ${want}; it carries kernels ${carried.map(under).join(', ')}${hint}`);
 }
 
 const run = promisify(execFile);

@@ -2,7 +2,9 @@
  * Test-only image sources for the extractor: a ResolvedImage over an OCI layout (what umoci built) or over
  * in-memory layer blobs (hand-written hostile tar streams), with the same verify-while-streaming contract.
  */
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -31,7 +33,8 @@ function verifying(desc: Descriptor): Transform {
   });
 }
 
-function resolved(reference: string, digest: string, layers: Descriptor[], open: (d: Descriptor) => Readable): ResolvedImage {
+function resolved(reference: string, digest: string, layers: Descriptor[], open: (d: Descriptor) => Readable,
+  diffIds: () => Promise<string[]>): ResolvedImage {
   return {
     reference,
     digest,
@@ -40,6 +43,7 @@ function resolved(reference: string, digest: string, layers: Descriptor[], open:
     platforms: ['linux/amd64'],
     config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: 'sha256:' + '0'.repeat(64), size: 2 },
     layers,
+    diffIds,
     async openBlob(desc) {
       const v = verifying(desc);
       const src = open(desc);
@@ -55,12 +59,15 @@ export async function layoutImage(dir: string, tag: string): Promise<ResolvedIma
   const top = index.manifests.find((m: any) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
   const blobPath = (d: string) => path.join(dir, 'blobs', ...d.split(':'));
   const manifest = JSON.parse(await readFile(blobPath(top.digest), 'utf8'));
-  return resolved(`oci:${dir}:${tag}`, top.digest, manifest.layers, (d) => createReadStream(blobPath(d.digest)));
+  const config = JSON.parse(await readFile(blobPath(manifest.config.digest), 'utf8'));
+  return resolved(`oci:${dir}:${tag}`, top.digest, manifest.layers, (d) => createReadStream(blobPath(d.digest)),
+    async () => config.rootfs.diff_ids);
 }
 
 /** A ResolvedImage over in-memory layer blobs (each given with its media type). */
 export function memoryImage(
-  layers: { mediaType: string; blob: Buffer; /** bytes served instead of `blob` (a tampered registry) */ served?: Buffer }[],
+  layers: { mediaType: string; blob: Buffer; /** bytes served instead of `blob` (a tampered registry) */ served?: Buffer;
+    /** the config's DiffID for this layer; default: the true one */ diffId?: string }[],
   reference = 'test/memory:latest',
 ): ResolvedImage {
   const blobs = new Map<string, Buffer>();
@@ -70,7 +77,22 @@ export function memoryImage(
     return { mediaType, digest, size: blob.length };
   });
   const digest = `sha256:${crypto.createHash('sha256').update(descs.map((d) => d.digest).join()).digest('hex')}`;
-  return resolved(reference, digest, descs, (d) => Readable.from([blobs.get(d.digest)!]));
+  const diffIds = layers.map(({ mediaType, blob, diffId }) => diffId ?? sha256(uncompressed(mediaType, blob)));
+  return resolved(reference, digest, descs, (d) => Readable.from([blobs.get(d.digest)!]), async () => diffIds);
+}
+
+function sha256(data: Buffer): string {
+  return `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`;
+}
+
+function uncompressed(mediaType: string, blob: Buffer): Buffer {
+  try {
+    if (mediaType.endsWith('gzip')) return zlib.gunzipSync(blob);
+    if (mediaType.endsWith('zstd')) return execFileSync('zstd', ['-dcq'], { input: blob, maxBuffer: 1 << 30 });
+  } catch {
+    // a deliberately broken blob: its DiffID does not matter, it never decodes
+  }
+  return blob;
 }
 
 export type TarEntry = Partial<tar.Header> & { name: string; body?: string | Buffer };

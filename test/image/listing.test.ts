@@ -38,6 +38,7 @@ async function imageOf(layers: Entry[][]): Promise<ResolvedImage> {
     reference: 'test/crafted:1', digest: 'sha256:0', mediaType: 'x', manifestDigest: 'sha256:0', platforms: [],
     config: { digest: 'sha256:0', size: 0, mediaType: 'x' }, layers: descs,
     openBlob: async (d) => verifiedStream(Readable.from([blobs.get(d.digest)!]), d),
+    diffIds: async () => descs.map((d) => d.digest), // uncompressed layers: the DiffID is the blob digest
   };
 }
 

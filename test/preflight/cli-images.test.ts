@@ -3,7 +3,12 @@
  * by umoci and pushed by skopeo, the real CLI. The JSON report of the main scenario is a golden file.
  */
 import t from 'tap';
+import crypto from 'node:crypto';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { buildLayout } from '../helpers/images.js';
 import path from 'node:path';
 import { writeAuthFile } from '../helpers/registry.js';
 import { K, moduleCR, normalizeReport, publish, publishScenarioImages, runCli, scenarioModules, testRegistry, tmpDir, writeYaml } from './fixtures.js';
@@ -30,6 +35,51 @@ t.test('every case of the scenario, as JSON: matches the golden file', async (t)
   if (process.env.KMM_UPDATE_GOLDEN) await fs.writeFile(GOLDEN, JSON.stringify(got, null, 2) + '\n');
   t.same(got, JSON.parse(await fs.readFile(GOLDEN, 'utf8')));
   t.match(r.stderr, /"msg":"5 of 12 Modules failed preflight for kernel 6\.1\.0-27-amd64"/);
+});
+
+t.test('six passing Modules on images of six encodings: exit 0, a full table and JSON, no crash', async (t) => {
+  // a layer cut into 2 MiB zstd frames by pzstd (each behind a skippable frame), the .ko spanning a boundary
+  const big = await buildLayout({ dir: path.join(work, 'layouts', 'pzstd'), tag: 'v', layers: [
+    { [`opt/lib/modules/${K}/kmm_ci_a.ko`]: crypto.randomBytes(3 << 20) }] });
+  const layoutDir = path.join(work, 'layouts', 'pzstd');
+  const blob = (d: string) => path.join(layoutDir, 'blobs', 'sha256', d.slice(7));
+  const manifest = JSON.parse(await fs.readFile(blob(big.digest), 'utf8'));
+  const tarBytes = zlib.gunzipSync(await fs.readFile(blob(manifest.layers[0].digest)));
+  const frames = await new Promise<Buffer>((resolve, reject) => {
+    const c = execFile('pzstd', ['-q', '-1', '-p', '2', '-c'], { encoding: 'buffer', maxBuffer: 64 << 20 }, (e, out) => (e ? reject(e) : resolve(out)));
+    c.stdin!.end(tarBytes);
+  });
+  const digest = `sha256:${crypto.createHash('sha256').update(frames).digest('hex')}`;
+  await fs.writeFile(blob(digest), frames);
+  manifest.layers[0] = { mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', digest, size: frames.length };
+  const body = Buffer.from(JSON.stringify(manifest));
+  const mdigest = `sha256:${crypto.createHash('sha256').update(body).digest('hex')}`;
+  await fs.writeFile(blob(mdigest), body);
+  const index = JSON.parse(await fs.readFile(path.join(layoutDir, 'index.json'), 'utf8'));
+  index.manifests = [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: mdigest, size: body.length,
+    annotations: { 'org.opencontainers.image.ref.name': 'pz' } }];
+  await fs.writeFile(path.join(layoutDir, 'index.json'), JSON.stringify(index));
+  await promisify(execFile)('skopeo', ['copy', '-q', '--preserve-digests', '--dest-tls-verify=false', `oci:${layoutDir}:pz`, `docker://${reg.host}/kmod/pzstd:${K}`]);
+
+  const img = (r: string) => `${reg.host}/${r}:\${KERNEL_FULL_VERSION}`;
+  const file = await writeYaml(path.join(work, 'six.yaml'), [
+    moduleCR('gzip-docker', { kernelMappings: [{ regexp: '.', containerImage: img('kmod/good') }] }),
+    moduleCR('zstd', { kernelMappings: [{ regexp: '.', containerImage: img('kmod/zstd') }] }),
+    moduleCR('pzstd-frames', { kernelMappings: [{ regexp: '.', containerImage: img('kmod/pzstd') }] }),
+    moduleCR('uncompressed', { modprobe: { moduleName: 'kmm_ci_a', dirName: '/srv/kmods' },
+      kernelMappings: [{ regexp: '.', containerImage: img('kmod/plain') }] }),
+    moduleCR('gzip-oci-2-layers', { modprobe: { moduleName: 'kmm-ci-a' }, kernelMappings: [{ regexp: '.', containerImage: img('kmod/xz') }] }),
+    moduleCR('vars', { kernelMappings: [{ regexp: '.', containerImage: img('vars/full') + '-${KERNEL_FULL_VERSION}' }] }),
+  ]);
+  const json = await runCli(['preflight', '--kernel', K, '--module', file, '--json']);
+  t.equal(json.code, 0, json.stderr);
+  const report = JSON.parse(json.stdout) as { modules: { name: string; verificationStatus: string }[] };
+  t.same(report.modules.map((m) => [m.name, m.verificationStatus]).sort(), [['gzip-docker', 'Success'],
+    ['gzip-oci-2-layers', 'Success'], ['pzstd-frames', 'Success'], ['uncompressed', 'Success'], ['vars', 'Success'], ['zstd', 'Success']]);
+  const table = await runCli(['preflight', '--kernel', K, '--module', file]);
+  t.equal(table.code, 0, table.stderr);
+  t.equal(table.stdout.trimEnd().split('\n').length, 2 + 6, 'a header and one line per Module');
+  for (const r of [json, table]) t.notMatch(r.stderr, /Unhandled|uncaughtException|STREAM_DESTROYED/);
 });
 
 t.test('the table names every module with its status and reason', async (t) => {

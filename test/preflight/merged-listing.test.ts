@@ -37,12 +37,14 @@ const MEDIA: Record<Compression, string> = {
 async function image(layers: Entry[][], compression: Compression = 'gzip') {
   const blobs = new Map<string, Buffer>();
   const descs: Descriptor[] = [];
+  const diffIds: string[] = [];
   for (const entries of layers) {
     const raw = await tarOf(entries);
     const data = compression === 'gzip' ? zlib.gzipSync(raw) : compression === 'zstd' ? zlib.zstdCompressSync(raw) : raw;
     const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
     blobs.set(digest, data);
     descs.push({ mediaType: MEDIA[compression], digest, size: data.length });
+    diffIds.push(`sha256:${createHash('sha256').update(raw).digest('hex')}`);
   }
   const opened: number[] = [];
   const img: ResolvedImage = {
@@ -57,6 +59,7 @@ async function image(layers: Entry[][], compression: Compression = 'gzip') {
       opened.push(descs.indexOf(desc));
       return Readable.from([blobs.get(desc.digest)!]);
     },
+    diffIds: async () => diffIds,
   };
   return { img, opened };
 }

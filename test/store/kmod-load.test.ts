@@ -38,7 +38,7 @@ const img = await buildLayout({
 const ref = `${reg.host}/kmod-hello:${kmods.kver}`;
 await pushImage(img, reg, `kmod-hello:${kmods.kver}`);
 
-async function setup(t: { teardown(f: () => unknown): void }, policy = 'IfNotPresent') {
+async function setup(t: { teardown(f: () => unknown): void }, policy = 'IfNotPresent', dirName = '/opt') {
   const host = await makeHostRoot({ kver: kmods.kver });
   t.teardown(() => host.cleanup());
   const dir = await mkdtemp(path.join(work, 'case-'));
@@ -49,7 +49,7 @@ async function setup(t: { teardown(f: () => unknown): void }, policy = 'IfNotPre
     `imagePullPolicy: ${policy}`,
     'modprobe:',
     '  moduleName: kmm_hello',
-    '  dirName: /opt',
+    `  dirName: ${dirName}`,
     '  firmwarePath: /firmware',
     '',
   ].join('\n'));
@@ -88,6 +88,17 @@ t.test('kmod load pulls containerImage when the shared dir is empty, and loads f
   } finally {
     await reg.start();
   }
+});
+
+t.test('a dirName the image does not use: exit 1 naming what the image carries, no cache entry, modprobe never runs', async (t) => {
+  const s = await setup(t, 'IfNotPresent', '/');
+  const load = await s.kmm(['kmod', 'load', s.config]);
+  t.equal(load.code, 1, load.stderr);
+  t.match(load.stderr, `image ${ref} has no /lib/modules/${kmods.kver}; it carries kernels ${kmods.kver} (dirName /opt); ` +
+    `kernel ${kmods.kver} is there under dirName /opt: set modprobe.dirName (--dir-name) to /opt`);
+  t.same(await readdir(path.join(s.images, 'entries')), [], 'no cache entry');
+  t.same(await readdir(path.join(s.images, 'tmp')), [], 'no debris');
+  t.same(await s.argv(), [], 'modprobe never ran');
 });
 
 t.test('imagePullPolicy Never with nothing cached fails before touching the host', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import crypto from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, stat, utimes, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -207,6 +207,60 @@ t.test('a blob corrupted in the registry fails the pull and leaves nothing trust
   t.same(await readdir(path.join(dir, 'entries')), []);
   t.same(await readdir(path.join(dir, 'refs')), []);
   t.same(await readdir(path.join(dir, 'tmp')), [], 'the partial tree was removed');
+});
+
+t.test('a kernel the image does not carry: exit 1, the kernels it carries and the dirName it uses, no cache entry', async (t) => {
+  const rootMods = await buildLayout({ dir: layout, tag: 'rootmods', layers: [{ [`lib/modules/${KVER}/kmm_a.ko`]: 'x',
+    'lib/modules/6.2.0-9/kmm_a.ko': 'y' }] });
+  const cases: [string[], string][] = [
+    [['image', 'pull', `oci:${layout}:v1`, '--kernel', '6.1.0-99-amd64'], `image oci:${layout}:v1 has no /opt/lib/modules/6.1.0-99-amd64; ` +
+      `it carries kernels 5.10.0-other (dirName /opt), ${KVER} (dirName /opt)`],
+    [['image', 'pull', rootMods.ref, '--kernel', '6.2.0-9'], `image ${rootMods.ref} has no /opt/lib/modules/6.2.0-9; it carries kernels ` +
+      `${KVER} (dirName /), 6.2.0-9 (dirName /); kernel 6.2.0-9 is there under dirName /: set modprobe.dirName (--dir-name) to /`],
+    [['image', 'pull', rootMods.ref, '--kernel', '6.9.9'], `image ${rootMods.ref} has no /opt/lib/modules/6.9.9; it carries kernels ` +
+      `${KVER} (dirName /), 6.2.0-9 (dirName /); the image seems to use dirName: /`],
+  ];
+  for (const [args, msg] of cases) {
+    const dir = await imagesDir();
+    const res = await cli([...args, '--images-dir', dir, '--json']);
+    t.equal(res.code, 1, res.stderr);
+    t.match(res.stderr, msg);
+    t.equal(res.stdout, '', 'no result printed');
+    t.same(await readdir(path.join(dir, 'entries')), [], 'no cache entry');
+    t.same(await readdir(path.join(dir, 'refs')), []);
+    t.same(await readdir(path.join(dir, 'tmp')), []);
+  }
+});
+
+t.test('an index.json nested 100,000 levels deep: one line naming the layout, not a stack overflow', async (t) => {
+  const deep = path.join(work, 'deep-layout');
+  await mkdir(deep, { recursive: true });
+  await writeFile(path.join(deep, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFile(path.join(deep, 'index.json'), `{"schemaVersion":2,"manifests":[],"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+  const dir = await imagesDir();
+  const res = await cli(['image', 'pull', `oci:${deep}`, '--all', '--images-dir', dir]);
+  t.equal(res.code, 1);
+  t.match(res.stderr, `"msg":"image oci:${deep}: cannot read the layout's index.json: it is nested more than 64 levels deep"`);
+  t.notMatch(res.stderr, /call stack/);
+});
+
+t.test('a blob corrupted at its start: the digest mismatch is the failure, naming the image and the blob', async (t) => {
+  const bad = await buildLayout({ dir: layout, tag: 'bad-start', layers: [{ [`${M}/x.ko`]: crypto.randomBytes(2_000_000) }] });
+  await pushImage(bad, reg, 'corrupt:start');
+  const manifest = JSON.parse((await readFile(path.join(layout, 'blobs/sha256', bad.digest.slice(7)))).toString());
+  const digest = manifest.layers[0].digest as string;
+  const blob = reg.blobPath(digest);
+  const data = await readFile(blob);
+  data[0] ^= 0xff; // no longer gzip's magic: the decoder fails on the first bytes, long before the digest is known
+  await writeFile(blob, data);
+  const dir = await imagesDir();
+  for (const args of [['--all'], ['--kernel', KVER]]) {
+    const res = await cli(['image', 'pull', `${reg.host}/corrupt:start`, ...args, '--images-dir', dir]);
+    t.equal(res.code, 1);
+    t.match(res.stderr, new RegExp(`"msg":"image ${reg.host}/corrupt:start: blob ${digest}: content does not match its digest \\(got sha256:[0-9a-f]{64}\\)"`));
+    t.notMatch(res.stderr, /incorrect header check/);
+    t.same(await readdir(path.join(dir, 'entries')), []);
+  }
 });
 
 t.test('ImageKmodsSource pulls containerImage with the config policy and points at the modules', async (t) => {
