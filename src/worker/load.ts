@@ -6,6 +6,7 @@ import type { WorkerDeps } from './deps.js';
 import { identityString } from './identity.js';
 import { prepareKmods, type PreparedKmods } from './kmods.js';
 import { removeInTreeModules } from './in-tree.js';
+import { checkKmodsFitKernel } from './kmod-checks.js';
 import { copyImageFirmware, setFirmwareClassPath } from './firmware-steps.js';
 import { loadArgvs } from './modprobe-argv.js';
 import { verifyLoaded } from './verify.js';
@@ -68,6 +69,7 @@ export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: L
     const kmods = await findKmods(deps, config, running);
     try {
       planNote(deps, `# kmods from ${kmods.origin}`);
+      await checkKmodsFitKernel(deps, config, kmods);
       stopIfInterrupted(deps);
       await removeInTreeModules(deps, config.inTreeModulesToRemove, 'inTreeModulesToRemove');
       stopIfInterrupted(deps);
