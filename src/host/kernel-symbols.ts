@@ -6,28 +6,37 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Host } from './host.js';
 
-/**
- * Of `wanted`, the names /proc/kallsyms lists; undefined when it cannot be read. Only the wanted names are
- * kept: the file has ~100k lines, and a set of all of them would cost more than the scan.
- */
-export async function kallsymsHaving(host: Host, wanted: Set<string>): Promise<Set<string> | undefined> {
-  const text = await readFile(host.path('/proc/kallsyms'), 'utf8').catch(() => undefined);
-  if (text === undefined || text.length === 0) return undefined;
+/** Of `wanted`, the names a symbol table (`<address> <type> <name>[\t[module]]` lines) lists. */
+function namesIn(text: string, wanted: Set<string>): Set<string> {
   const found = new Set<string>();
-  let pos = 0;
-  while (pos < text.length) {
-    let end = text.indexOf('\n', pos);
-    if (end < 0) end = text.length;
-    // "<address> <type> <name>[\t[module]]"
-    const nameStart = text.indexOf(' ', text.indexOf(' ', pos) + 1) + 1;
-    if (nameStart > 0 && nameStart < end) {
-      const tab = text.indexOf('\t', nameStart);
-      const name = text.slice(nameStart, tab >= 0 && tab < end ? tab : end);
-      if (wanted.has(name)) found.add(name);
-    }
-    pos = end + 1;
+  for (const line of text.split('\n')) {
+    // every search stays inside the line: a search across lines made this quadratic
+    const name = line.slice(line.indexOf(' ', line.indexOf(' ') + 1) + 1).split('\t', 1)[0]!;
+    if (wanted.has(name)) found.add(name);
   }
   return found;
+}
+
+/**
+ * Of `wanted`, the symbols the running kernel has. The kernel's own System.map (a plain file, when the distribution
+ * ships it: /boot/System.map-<kver>, /lib/modules/<kver>/System.map) answers for the kernel image; /proc/kallsyms,
+ * which also lists loaded modules' symbols but costs the kernel 150-400 ms to print, is read only for what is
+ * still missing. undefined when neither can be read.
+ */
+export async function kernelSymbolsHaving(host: Host, kernelVersion: string, wanted: Set<string>): Promise<Set<string> | undefined> {
+  let found: Set<string> | undefined;
+  for (const map of [`/boot/System.map-${kernelVersion}`, `/lib/modules/${kernelVersion}/System.map`]) {
+    const text = await readFile(host.path(map), 'utf8').catch(() => undefined);
+    if (text) {
+      found = namesIn(text, wanted);
+      break;
+    }
+  }
+  if (found && found.size === wanted.size) return found;
+  const kallsyms = await readFile(host.path('/proc/kallsyms'), 'utf8').catch(() => undefined);
+  if (!kallsyms) return found;
+  const rest = new Set([...wanted].filter((s) => !found?.has(s)));
+  return new Set([...(found ?? []), ...namesIn(kallsyms, rest)]);
 }
 
 /** Exported symbol → module, from `<kernelDir>/modules.symbols`; empty when the tree has none. */

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import zlib from 'node:zlib';
 import { execa } from 'execa';
-import { OperationError } from '../errors.js';
+import { OperationError, oneLine } from '../errors.js';
 import { readModuleElf, ElfFormatError, type ModuleElf } from './elf.js';
 import { readModuleSignature, SignatureFormatError, type ModuleSignature } from './signature.js';
 
@@ -16,8 +16,8 @@ export interface KoFile {
   elf: ModuleElf;
 }
 
-async function decompressed(path: string): Promise<Buffer> {
-  const bytes = await readFile(path);
+/** `name` decides the compression by its ending. */
+async function decompressed(path: string, bytes: Buffer): Promise<Buffer> {
   if (path.endsWith('.gz')) return zlib.gunzipSync(bytes);
   if (path.endsWith('.zst')) return zlib.zstdDecompressSync(bytes);
   if (path.endsWith('.xz')) {
@@ -29,9 +29,20 @@ async function decompressed(path: string): Promise<Buffer> {
 }
 
 export async function readKoFile(path: string): Promise<KoFile> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new OperationError(`cannot read module ${path}: ${(err as NodeJS.ErrnoException).code ?? oneLine(err)}`, { cause: err });
+  }
+  return koFromBytes(path, bytes);
+}
+
+/** A module's bytes as stored (compressed or not), named `path` in messages. */
+export async function koFromBytes(path: string, bytes: Buffer): Promise<KoFile> {
   let image: Buffer;
   try {
-    image = await decompressed(path);
+    image = await decompressed(path, bytes);
   } catch (err) {
     throw new OperationError(`cannot read module ${path}: ${(err as Error).message.split('\n', 1)[0]}`, { cause: err });
   }

@@ -78,7 +78,7 @@ export function signatureVerdict(
   return {
     ok: false,
     message:
-      `module ${module} (${ko.path}) ${what}, and ${enforcing}: the kernel would refuse it. ${trust}. ` +
+      `module ${module} (${ko.path}) ${what}, and ${enforcing}: the kernel would refuse it. ${trust[0]!.toUpperCase()}${trust.slice(1)}. ` +
       'Fix: sign the module with a key the node trusts (scripts/sign-file), or enroll your signing certificate with ' +
       "'mokutil --import <cert.der>' and reboot to confirm it",
   };

@@ -10,7 +10,7 @@ import { readKoFile, type KoFile } from '../kmod/ko-file.js';
 import { modinfoField } from '../kmod/elf.js';
 import { signatureVerdict, symbolsVerdict, vermagicVerdict, type Verdict } from '../kmod/verdicts.js';
 import { readNodeKeys, readSignatureEnforcement } from '../host/module-signing.js';
-import { kallsymsHaving, moduleTreeSymbols } from '../host/kernel-symbols.js';
+import { kernelSymbolsHaving, moduleTreeSymbols } from '../host/kernel-symbols.js';
 import type { WorkerDeps } from './deps.js';
 import type { PreparedKmods } from './kmods.js';
 import { modulesOfConfig } from './modprobe-argv.js';
@@ -61,10 +61,10 @@ async function checkSymbols(deps: WorkerDeps, modules: Map<string, KoFile>, kmod
   const wanted = new Set(
     [...modules.values()].flatMap((ko) => ko.elf.undefinedSymbols).filter((s) => !fromImage.has(s) && !LOADER_SYMBOLS.has(s)),
   );
-  const fromKernel = await kallsymsHaving(deps.host, wanted);
+  const fromKernel = await kernelSymbolsHaving(deps.host, kmods.kernelVersion, wanted);
   if (!fromKernel) {
-    deps.log.info('cannot read /proc/kallsyms: the symbols the modules need are not checked');
-    planNote(deps, '# abi: /proc/kallsyms cannot be read: symbols not checked');
+    deps.log.info('neither /proc/kallsyms nor a System.map can be read: the symbols the modules need are not checked');
+    planNote(deps, '# abi: neither /proc/kallsyms nor a System.map can be read: symbols not checked');
     return;
   }
   const stillWanted = [...wanted].some((s) => !fromKernel.has(s));

@@ -12,7 +12,7 @@ import { makeSigningKey, signModule, type SigningKey } from '../kmods/signing.js
 import { buildInitrd } from './initramfs.js';
 import { Guest, type ExecResult } from './guest.js';
 
-t.setTimeout(10 * 60_000);
+t.setTimeout(20 * 60_000);
 let kmods: TestKmods;
 let guest: Guest;
 let key: SigningKey;
