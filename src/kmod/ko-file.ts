@@ -38,11 +38,11 @@ export async function readKoFile(path: string): Promise<KoFile> {
   return koFromBytes(path, bytes);
 }
 
-/** A module's bytes as stored (compressed or not), named `path` in messages. */
-export async function koFromBytes(path: string, bytes: Buffer): Promise<KoFile> {
+/** A module's bytes as stored (compressed as `fileName` ends), named `path` in messages. */
+export async function koFromBytes(path: string, bytes: Buffer, fileName = path): Promise<KoFile> {
   let image: Buffer;
   try {
-    image = await decompressed(path, bytes);
+    image = await decompressed(fileName, bytes);
   } catch (err) {
     throw new OperationError(`cannot read module ${path}: ${(err as Error).message.split('\n', 1)[0]}`, { cause: err });
   }

@@ -67,7 +67,7 @@ export async function checkKmodForKernel(
   const label = `${path} in image ${image}`;
   let ko: KoFile;
   try {
-    ko = await koFromBytes(label, bytes);
+    ko = await koFromBytes(label, bytes, path);
   } catch (err) {
     return { ok: false, parts: [oneLine(err)] };
   }
@@ -112,7 +112,7 @@ async function otherModules(collected: Map<string, Buffer>, path: string, image:
   for (const [p, bytes] of collected) {
     if (p === path) continue;
     // a broken neighbour is its own module's problem, not this one's
-    const ko = await koFromBytes(`${p} in image ${image}`, bytes).catch(() => undefined);
+    const ko = await koFromBytes(`${p} in image ${image}`, bytes, p).catch(() => undefined);
     if (ko) out.push(ko);
   }
   return out;
