@@ -32,6 +32,8 @@ interface Case {
   dryRun?: boolean;
   /** modules already loaded on the node besides the in-tree old_driver */
   loaded?: string[];
+  /** /boot/System.map-<kver> symbols */
+  systemMap?: string[];
 }
 
 async function load(t: Test, c: Case): Promise<{ r: CliResult; host: HostRoot; argv: string[][]; logs: { level: number; msg: string }[] }> {
@@ -52,6 +54,10 @@ async function load(t: Test, c: Case): Promise<{ r: CliResult; host: HostRoot; a
   if (c.keys) await writeFile(host.path('proc/keys'), procKeys(c.keys));
   if (c.kallsyms) {
     await writeFile(host.path('proc/kallsyms'), c.kallsyms.map((s, i) => `ffffffff8100${(i * 16).toString(16).padStart(4, '0')} T ${s}\n`).join(''));
+  }
+  if (c.systemMap) {
+    await mkdir(host.path('boot'), { recursive: true });
+    await writeFile(host.path(`boot/System.map-${kver}`), c.systemMap.map((s) => `ffffffff81000000 T ${s}\n`).join(''));
   }
   if (c.hostSymbols) {
     const lines = Object.entries(c.hostSymbols).map(([s, m]) => `alias symbol:${s} ${m}`);
@@ -174,4 +180,33 @@ t.test('a corrupt signature trailer or a file that is no ELF: exit 1, one line n
   await writeFile(notElf, 'this is not a kernel module\n');
   const o2 = await load(t, { modules: { kmm_hello: notElf }, moduleName: 'kmm_hello' });
   t.match(await refusedBeforeChanges(t, o2), /^module \S+\/kmm_hello\.ko is not a valid kernel module: not an ELF file$/);
+});
+
+t.test('the signature and modinfo are read the same from .ko, .ko.xz, .ko.zst and .ko.gz', async (t) => {
+  const { readKoFile } = await import('../../src/kmod/ko-file.js');
+  const raw = await readFile(debianDummy);
+  const { gzipSync, zstdCompressSync } = await import('node:zlib');
+  const files: Record<string, Buffer> = {
+    'dummy.ko': raw,
+    'dummy.ko.xz': (await execa('xz', ['-c'], { input: raw, encoding: 'buffer' })).stdout as unknown as Buffer,
+    'dummy.ko.zst': zstdCompressSync(raw),
+    'dummy.ko.gz': gzipSync(raw),
+  };
+  const modinfoSigner = (await execa('modinfo', ['-F', 'signer', debianDummy])).stdout.trim();
+  const modinfoKey = (await execa('modinfo', ['-F', 'sig_key', debianDummy])).stdout.trim();
+  for (const [name, bytes] of Object.entries(files)) {
+    const p = join(work, name);
+    await writeFile(p, bytes);
+    const ko = await readKoFile(p);
+    t.same(ko.signature.signed && [ko.signature.signer, ko.signature.keyId, ko.signature.hashAlgo], [modinfoSigner, modinfoKey.replaceAll(':', ''), 'sha256'], `${name}: what modinfo says`);
+    t.equal(ko.elf.modinfo.get('vermagic')?.[0]?.split(' ')[0], kmods.kver, `${name}: vermagic`);
+  }
+});
+
+t.test("the kernel's System.map answers for the kernel image; kallsyms only for the rest", async (t) => {
+  // kmm_lib_answer is only in kallsyms (kmm_lib loaded); the core symbols only in System.map
+  const o = await load(t, { modules: { kmm_user: kmods.ko.kmm_user! }, moduleName: 'kmm_user', kallsyms: ['kmm_lib_answer\t[kmm_lib]'], loaded: ['kmm_lib'], systemMap: KERNEL_SYMS });
+  t.equal(o.r.code, 0, 'exit 0', { stderr: o.r.stderr });
+  const missing = await load(t, { modules: { kmm_user: kmods.ko.kmm_user! }, moduleName: 'kmm_user', systemMap: ['_printk'], loaded: ['kmm_lib'] });
+  t.match(await refusedBeforeChanges(t, missing), /needs the symbols (__fentry__|kmm_lib_answer|__x86_return_thunk), /);
 });
