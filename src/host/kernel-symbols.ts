@@ -27,7 +27,8 @@ export async function kernelSymbolsHaving(host: Host, kernelVersion: string, wan
   let found: Set<string> | undefined;
   for (const map of [`/boot/System.map-${kernelVersion}`, `/lib/modules/${kernelVersion}/System.map`]) {
     const text = await readFile(host.path(map), 'utf8').catch(() => undefined);
-    if (text) {
+    // Debian ships a one-line stub ("The real System.map is in the linux-image-<version>-dbg package")
+    if (text?.includes(' _stext\n')) {
       found = namesIn(text, wanted);
       break;
     }
