@@ -2,7 +2,7 @@
  * Who provides kernel symbols on the node (read-only, under --host-root): the running kernel and its loaded
  * modules (/proc/kallsyms), and the host's module tree (depmod's modules.symbols, `alias symbol:<sym> <module>`).
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Host } from './host.js';
 
@@ -34,10 +34,43 @@ export async function kernelSymbolsHaving(host: Host, kernelVersion: string, wan
     }
   }
   if (found && found.size === wanted.size) return found;
-  const kallsyms = await readFile(host.path('/proc/kallsyms'), 'utf8').catch(() => undefined);
-  if (!kallsyms) return found;
   const rest = new Set([...wanted].filter((s) => !found?.has(s)));
-  return new Set([...(found ?? []), ...namesIn(kallsyms, rest)]);
+  const fromKallsyms = await scanUntilAllFound(host.path('/proc/kallsyms'), rest);
+  if (!fromKallsyms) return found;
+  return new Set([...(found ?? []), ...fromKallsyms]);
+}
+
+/**
+ * Reads a symbol table in chunks and stops once every wanted name was seen: the kernel prints /proc/kallsyms as
+ * it is read, so a module that needs only core symbols costs a part of the file, not all of it.
+ */
+async function scanUntilAllFound(file: string, wanted: Set<string>): Promise<Set<string> | undefined> {
+  let fh;
+  try {
+    fh = await open(file, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const found = new Set<string>();
+    const buf = Buffer.allocUnsafe(256 * 1024);
+    let carry = '';
+    let any = false;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      any = true;
+      const text = carry + buf.toString('latin1', 0, bytesRead);
+      const cut = text.lastIndexOf('\n') + 1;
+      for (const name of namesIn(text.slice(0, cut), wanted)) found.add(name);
+      carry = text.slice(cut);
+      if (found.size === wanted.size) return found;
+    }
+    for (const name of namesIn(carry, wanted)) found.add(name);
+    return any ? found : undefined;
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Exported symbol → module, from `<kernelDir>/modules.symbols`; empty when the tree has none. */
