@@ -23,7 +23,16 @@ function namesIn(text: string, wanted: Set<string>): Set<string> {
  * which also lists loaded modules' symbols but costs the kernel 150-400 ms to print, is read only for what is
  * still missing. undefined when neither can be read.
  */
-export async function kernelSymbolsHaving(host: Host, kernelVersion: string, wanted: Set<string>): Promise<Set<string> | undefined> {
+export interface KernelSymbols {
+  found: Set<string>;
+  /**
+   * false when the only source was a /proc/kallsyms without data symbols (CONFIG_KALLSYMS_ALL off, seen by the
+   * absence of `jiffies`): then an exported variable such as param_ops_int is missing from it, yet there
+   */
+  complete: boolean;
+}
+
+export async function kernelSymbolsHaving(host: Host, kernelVersion: string, wanted: Set<string>): Promise<KernelSymbols | undefined> {
   let found: Set<string> | undefined;
   for (const map of [`/boot/System.map-${kernelVersion}`, `/lib/modules/${kernelVersion}/System.map`]) {
     const text = await readFile(host.path(map), 'utf8').catch(() => undefined);
@@ -33,18 +42,18 @@ export async function kernelSymbolsHaving(host: Host, kernelVersion: string, wan
       break;
     }
   }
-  if (found && found.size === wanted.size) return found;
+  if (found && found.size === wanted.size) return { found, complete: true };
   const rest = new Set([...wanted].filter((s) => !found?.has(s)));
   const fromKallsyms = await scanUntilAllFound(host.path('/proc/kallsyms'), rest);
-  if (!fromKallsyms) return found;
-  return new Set([...(found ?? []), ...fromKallsyms]);
+  if (!fromKallsyms) return found && { found, complete: true };
+  return { found: new Set([...(found ?? []), ...fromKallsyms.found]), complete: found !== undefined || fromKallsyms.complete };
 }
 
 /**
  * Reads a symbol table in chunks and stops once every wanted name was seen: the kernel prints /proc/kallsyms as
  * it is read, so a module that needs only core symbols costs a part of the file, not all of it.
  */
-async function scanUntilAllFound(file: string, wanted: Set<string>): Promise<Set<string> | undefined> {
+async function scanUntilAllFound(file: string, wanted: Set<string>): Promise<KernelSymbols | undefined> {
   let fh;
   try {
     fh = await open(file, 'r');
@@ -53,6 +62,8 @@ async function scanUntilAllFound(file: string, wanted: Set<string>): Promise<Set
   }
   try {
     const found = new Set<string>();
+    const probe = new Set(['jiffies']);
+    let complete = false;
     const buf = Buffer.allocUnsafe(256 * 1024);
     let carry = '';
     let any = false;
@@ -62,12 +73,15 @@ async function scanUntilAllFound(file: string, wanted: Set<string>): Promise<Set
       any = true;
       const text = carry + buf.toString('latin1', 0, bytesRead);
       const cut = text.lastIndexOf('\n') + 1;
-      for (const name of namesIn(text.slice(0, cut), wanted)) found.add(name);
+      const lines = text.slice(0, cut);
+      for (const name of namesIn(lines, wanted)) found.add(name);
+      complete ||= namesIn(lines, probe).size > 0;
       carry = text.slice(cut);
-      if (found.size === wanted.size) return found;
+      if (found.size === wanted.size) return { found, complete: true };
     }
     for (const name of namesIn(carry, wanted)) found.add(name);
-    return any ? found : undefined;
+    complete ||= namesIn(carry, probe).size > 0;
+    return any ? { found, complete } : undefined;
   } finally {
     await fh.close();
   }

@@ -61,17 +61,23 @@ async function checkSymbols(deps: WorkerDeps, modules: Map<string, KoFile>, kmod
   const wanted = new Set(
     [...modules.values()].flatMap((ko) => ko.elf.undefinedSymbols).filter((s) => !fromImage.has(s) && !LOADER_SYMBOLS.has(s)),
   );
-  const fromKernel = await kernelSymbolsHaving(deps.host, kmods.kernelVersion, wanted);
-  if (!fromKernel) {
+  const kernel = await kernelSymbolsHaving(deps.host, kmods.kernelVersion, wanted);
+  if (!kernel) {
     deps.log.info('neither /proc/kallsyms nor a System.map can be read: the symbols the modules need are not checked');
     planNote(deps, '# abi: neither /proc/kallsyms nor a System.map can be read: symbols not checked');
     return;
   }
+  const fromKernel = kernel.found;
   const stillWanted = [...wanted].some((s) => !fromKernel.has(s));
   const hostTree = stillWanted ? await moduleTreeSymbols(deps.host.path(`/lib/modules/${kmods.kernelVersion}`)) : new Map<string, string>();
   const hostModules = new Set([...hostTree.values()].map(normaliseModuleName));
   for (const [name, ko] of modules) {
-    const missing = ko.elf.undefinedSymbols.filter((s) => wanted.has(s) && !fromKernel.has(s) && !hostTree.has(s));
+    let missing = ko.elf.undefinedSymbols.filter((s) => wanted.has(s) && !fromKernel.has(s) && !hostTree.has(s));
+    if (!kernel.complete && missing.length > 0) {
+      // without CONFIG_KALLSYMS_ALL kallsyms lists functions only: an exported variable cannot be told apart
+      deps.log.info({ module: name, symbols: missing }, `/proc/kallsyms lists no data symbols (CONFIG_KALLSYMS_ALL off): ${missing.length} symbols of ${name} not found there are not checked`);
+      missing = [];
+    }
     const missingModules: string[] = [];
     for (const dep of (modinfoField(ko.elf, 'depends') ?? '').split(',').filter(Boolean).map(normaliseModuleName)) {
       if (!modules.has(dep) && !hostModules.has(dep) && (await deps.host.moduleState(dep)).kind === 'absent') missingModules.push(dep);
