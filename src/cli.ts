@@ -276,6 +276,8 @@ export function buildProgram(): Command {
     .option('--platform <os/arch[/variant]>', 'platform to select from an index')
     .option('--json', 'print JSON on stdout')
     .option('--write-status <name>', "write the result into the status of that PreflightValidation (or PreflightValidationOCP, whichever the cluster serves)")
+    .option('--trusted-keys <dir>', 'DER/PEM certificates the upcoming kernel trusts: check each module is signed by one')
+    .option('--symvers <file>', "the upcoming kernel's Module.symvers: check it exports every symbol a module needs")
     .action(
       act(async (ctx, _args, flags) => {
         const m = await import('./commands/preflight.js');

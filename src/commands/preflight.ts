@@ -14,6 +14,8 @@ export interface PreflightFlags {
   platform?: string;
   json?: boolean;
   writeStatus?: string;
+  trustedKeys?: string;
+  symvers?: string;
   [flag: string]: unknown;
 }
 
@@ -46,6 +48,8 @@ export async function preflight(ctx: Context, flags: PreflightFlags): Promise<nu
         platform: flags.platform,
         json: flags.json,
         writeStatus: flags.writeStatus,
+        trustedKeys: flags.trustedKeys,
+        symvers: flags.symvers,
       },
       { openImage, kube },
     );

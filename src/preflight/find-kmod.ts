@@ -19,7 +19,13 @@ export interface KmodQuery {
 }
 
 export type KmodSearchResult =
-  | { found: true; /** image path of the `.ko`, from the image root (`/opt/lib/modules/...`) */ path: string }
+  | {
+      found: true;
+      /** image path of the `.ko`, from the image root (`/opt/lib/modules/...`) */
+      path: string;
+      /** with `collect`: the bytes of the visible `.ko` files it selected, by image path from the root */
+      collected?: Map<string, Buffer>;
+    }
   | {
       found: false;
       /** the directory looked in, from the image root, with a trailing `/` */
@@ -43,7 +49,11 @@ export function moduleStem(fileName: string): string | undefined {
 export async function findKmodInImage(
   image: ResolvedImage,
   query: KmodQuery,
-  opts: { signal?: AbortSignal } = {},
+  opts: {
+    signal?: AbortSignal;
+    /** read these `.ko` files (image path from the root) too; the scan then goes through every layer */
+    collect?: (path: string) => boolean;
+  } = {},
 ): Promise<KmodSearchResult> {
   const modulesRoot = canonicalPath(`${query.dirName}/lib/modules`);
   const kernelDir = canonicalPath(`${modulesRoot}/${query.kernelVersion}`);
@@ -57,34 +67,43 @@ export async function findKmodInImage(
   const above = new UpperLayers();
   const kmods = new Set<string>(); // every visible .ko of the merged view
   const symlinks = new Map<string, string>(); // visible symlinks: path -> target
+  const collected = new Map<string, Buffer>();
+  let foundPath: string | undefined;
   for (let i = image.layers.length - 1; i >= 0; i--) {
     opts.signal?.throwIfAborted();
     const changes = new LayerChanges();
     const { blob, mediaType, read } = await openImageLayer(image, i, opts);
-    let found: string | undefined;
     for await (const { header, stream } of rawLayerEntries(blob, mediaType, read)) {
-      await stream.skip();
-      if (found !== undefined) continue;
       const kind = entryKind(header.type);
       if (above.hides(canonicalPath(header.name), kind)) {
         // hidden by an upper layer; a whiteout marker here still only affects the layers below
-        if (!posix.basename(header.name).startsWith('.wh.')) continue;
+        if (!posix.basename(header.name).startsWith('.wh.')) {
+          await stream.skip();
+          continue;
+        }
       }
       const path = changes.record(header.name, kind);
+      if (path !== undefined && kind === 'file' && KO.test(path) && opts.collect?.(`/${path}`)) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of stream) chunks.push(chunk);
+        collected.set(`/${path}`, Buffer.concat(chunks));
+      } else await stream.skip();
       if (path === undefined) continue;
       if (kind === 'symlink' && header.linkname) symlinks.set(path, header.linkname);
       if (kind !== 'file' || !KO.test(path)) continue;
       kmods.add(path);
-      if (isWanted(path, kernelDir)) found = path;
+      if (foundPath === undefined && isWanted(path, kernelDir)) foundPath = `/${path}`;
     }
-    if (found !== undefined) return { found: true, path: `/${found}` };
+    // the layer that holds the answer was read to its end (its DiffID checked); the layers below it are not read
+    if (foundPath !== undefined && !opts.collect) return { found: true, path: foundPath };
     above.absorb(changes);
   }
+  if (foundPath !== undefined) return { found: true, path: foundPath, collected };
 
   // Not at the literal path: the directory may be reached through symlinks (e.g. lib -> usr/lib).
   const realKernelDir = resolveInImage(kernelDir, symlinks);
   const hit = [...kmods].sort().find((p) => isWanted(p, realKernelDir));
-  if (hit) return { found: true, path: `/${hit}` };
+  if (hit) return { found: true, path: `/${hit}`, ...(opts.collect ? { collected } : {}) };
 
   const realModulesRoot = resolveInImage(modulesRoot, symlinks);
   const kernels = new Set<string>();

@@ -14,6 +14,7 @@ import { isRecord, readModuleFiles, readPreflightKernel, type ModuleResource } f
 import { runBounded, TaskTimeoutError } from './pool.js';
 import { renderJson, renderTable } from './output.js';
 import { byNamespaceAndName, moduleStatus, type ModuleStatus, type PreflightReport } from './status.js';
+import { readKmodCheckInputs } from './kmod-checks.js';
 import { timeoutReason, validateModule, type CredentialSource, type OpenImage } from './validate-module.js';
 
 export interface PreflightOptions {
@@ -28,6 +29,10 @@ export interface PreflightOptions {
   platform?: string;
   json?: boolean;
   writeStatus?: string;
+  /** --trusted-keys DIR: certificates the module's signature must verify against */
+  trustedKeys?: string | undefined;
+  /** --symvers FILE: the upcoming kernel's Module.symvers */
+  symvers?: string | undefined;
 }
 
 export interface PreflightDeps {
@@ -44,6 +49,7 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
 
   if (opts.platform) parsePlatform(opts.platform); // a wrong --platform is the command line's fault, not each Module's
   const given = await givenKernels(opts); // checked before the (slow to load) Kubernetes client is needed
+  const kmodChecks = await readKmodCheckInputs(opts);
 
   let kube: KubeClients | undefined;
   if (opts.fromCluster || opts.writeStatus) {
@@ -80,7 +86,7 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
     else log.warn(line, 'module not verified');
     return s;
   };
-  const validateDeps = { openImage: deps.openImage, imageOptions, credentials, secretsReadable: Boolean(opts.fromCluster), log, now };
+  const validateDeps = { openImage: deps.openImage, imageOptions, credentials, secretsReadable: Boolean(opts.fromCluster), log, now, kmodChecks };
   const statuses = await runBounded(
     modules,
     { limit: opts.parallel, timeoutSeconds: opts.timeoutSeconds, signal: ctx.signal },

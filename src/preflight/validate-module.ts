@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import type { ImageSourceOptions, ResolvedImage } from '../image/types.js';
 import { oneLine } from '../errors.js';
 import { findKmodInImage } from './find-kmod.js';
+import { checkKmodForKernel, kosToRead, type KmodCheckInputs } from './kmod-checks.js';
 import { resolveModuleForKernel, type ResolvedModule } from './kernel-mapping.js';
 import type { ModuleResource } from './module-cr.js';
 import { moduleStatus, type ModuleStatus } from './status.js';
@@ -42,6 +43,8 @@ export interface ValidateDeps {
   secretsReadable: boolean;
   log: Logger;
   now: () => Date;
+  /** --trusted-keys / --symvers, read once for the run */
+  kmodChecks?: KmodCheckInputs;
 }
 
 export async function validateModule(
@@ -85,7 +88,9 @@ async function imageStage(
     log,
   });
   log.debug({ digest: image.manifestDigest, layers: image.layers.length }, 'image found');
-  const result = await findKmodInImage(image, m, { signal });
+  const checks = deps.kmodChecks ?? {};
+  const kernelDir = `${m.dirName}/lib/modules/${m.kernelVersion}`;
+  const result = await findKmodInImage(image, m, { signal, collect: kosToRead(kernelDir, m.moduleName, checks) });
   const wanted = m.moduleName ? `${m.moduleName}.ko` : 'a .ko file (modprobe.rawArgs)';
   if (!result.found) {
     let present: string;
@@ -98,7 +103,10 @@ async function imageStage(
     }
     throw new ModuleCheckFailure(`${wanted} not found under ${result.lookedIn} in image ${m.containerImage}; ${present}`);
   }
-  return `image ${m.containerImage} has ${result.path}`;
+  const found = `image ${m.containerImage} has ${result.path}`;
+  const kmod = await checkKmodForKernel(result.path, result.collected ?? new Map(), m.kernelVersion, m.containerImage, checks);
+  if (!kmod.ok) throw new ModuleCheckFailure(`${found}, but ${kmod.parts.join('; ')}`);
+  return [found, ...kmod.parts].join('; ');
 }
 
 /** The reason of a check abandoned at its time limit, naming the image it was waiting for. */

@@ -6,6 +6,7 @@ import type { WorkerDeps } from './deps.js';
 import { identityString } from './identity.js';
 import { prepareKmods, type PreparedKmods } from './kmods.js';
 import { removeInTreeModules } from './in-tree.js';
+import { checkKmodsFitKernel } from './kmod-checks.js';
 import { copyImageFirmware, setFirmwareClassPath } from './firmware-steps.js';
 import { loadArgvs } from './modprobe-argv.js';
 import { verifyLoaded } from './verify.js';
@@ -80,6 +81,7 @@ export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: L
     let staged: StagedModprobeConfig | undefined;
     try {
       planNote(deps, `# kmods from ${kmods.origin}`);
+      await checkKmodsFitKernel(deps, config, kmods);
       staged = await stageModprobeFiles(deps, config, kmods);
       const withConf: WorkerDeps = { ...deps, modprobe: staged.modprobe };
       stopIfInterrupted(deps);

@@ -47,6 +47,11 @@ t.test('dry-run load prints every command and file of steps 3-6 and changes noth
     [
       `# dry run: load kmm-ops/kmm_user for kernel ${env.kmods.kver}`,
       `# kmods from shared dir ${root}/lib/modules/${env.kmods.kver}`,
+      `# signature: module kmm_user is unsigned; this node does not enforce module signatures, so loading it will taint the kernel`,
+      `# signature: module kmm_lib is unsigned; this node does not enforce module signatures, so loading it will taint the kernel`,
+      `# abi: module kmm_user vermagic ${env.kmods.kver} matches kernel ${env.kmods.kver}`,
+      `# abi: module kmm_lib vermagic ${env.kmods.kver} matches kernel ${env.kmods.kver}`,
+      `# abi: neither /proc/kallsyms nor a System.map can be read: symbols not checked`,
       `# in-tree module absent_one is not loaded: nothing to remove`,
       `run modprobe -r -v old_user`,
       `copy ${env.shared}/firmware/b.bin -> ${fw}/b.bin`,

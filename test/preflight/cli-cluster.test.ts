@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
-import { K, moduleCR, publish, runCli, testRegistry, tmpDir, writeYaml } from './fixtures.js';
+import { fakeKo, K, moduleCR, publish, runCli, testRegistry, tmpDir, writeYaml } from './fixtures.js';
 
 const KMM_RESOURCES: ResourceDef[] = [
   { group: 'kmm.sigs.x-k8s.io', version: 'v1beta1', resource: 'modules', kind: 'Module', namespaced: true, subresources: ['status'] },
@@ -19,6 +19,8 @@ const KMM_RESOURCES: ResourceDef[] = [
 ];
 const MODULES = { group: 'kmm.sigs.x-k8s.io', version: 'v1beta1', resource: 'modules' };
 const PVO = { group: 'kmm.sigs.x-k8s.io', version: 'v1beta2', resource: 'preflightvalidationsocp' };
+/** what the kmod checks add to a verified module's reason (no --trusted-keys, no --symvers) */
+const CHECKS = `; vermagic matches ${K}; signature: unsigned (no --trusted-keys to check it against)`;
 const OLD = '2026-01-01T00:00:00Z';
 
 const work = await tmpDir('cluster');
@@ -26,8 +28,8 @@ t.teardown(() => fs.rm(work, { recursive: true, force: true }));
 const pub = await testRegistry(t);
 const priv = await testRegistry(t, { auth: 'basic', tls: true });
 await Promise.all([
-  publish(pub, work, [`kmod/good:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]),
-  publish(priv, work, [`private/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]),
+  publish(pub, work, [`kmod/good:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: fakeKo('kmm_ci_a') }]),
+  publish(priv, work, [`private/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: fakeKo('kmm_ci_a') }]),
 ]);
 const hostRoot = path.join(work, 'host');
 await fs.mkdir(path.join(hostRoot, 'etc/containers/certs.d', priv.host), { recursive: true });
@@ -119,10 +121,10 @@ t.test('--from-cluster --write-status: every Module, its secret, the exact statu
         entry('apps', 'late', 'Success', byName.late!.statusReason!, at('late')),
         entry('apps', 'old-only', 'Failure', `no kernel mapping matches kernel ${K}`, at('old-only')),
         // unchanged status: the transition time stays; the reason is the new one
-        entry('kmm', 'good', 'Success', `image ${pub.host}/kmod/good:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, OLD),
-        entry('kmm', 'private', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, at('private')),
-        entry('kmm', 'private-again', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, at('private-again')),
-        entry('kmm', 'private-legacy', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko`, at('private-legacy')),
+        entry('kmm', 'good', 'Success', `image ${pub.host}/kmod/good:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko${CHECKS}`, OLD),
+        entry('kmm', 'private', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko${CHECKS}`, at('private')),
+        entry('kmm', 'private-again', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko${CHECKS}`, at('private-again')),
+        entry('kmm', 'private-legacy', 'Success', `image ${priv.host}/private/kmod:${K} has /opt/lib/modules/${K}/kmm_ci_a.ko${CHECKS}`, at('private-legacy')),
         entry('kmm', 'private-nosecret', 'Failure', 'imageRepoSecret kmm/missing not found', at('private-nosecret')),
         entry('kmm', 'private-opaque', 'Failure', 'imageRepoSecret kmm/opaque has no .dockerconfigjson or .dockercfg key', at('private-opaque')),
         // another module's entry is kept

@@ -11,7 +11,7 @@ import zlib from 'node:zlib';
 import { buildLayout } from '../helpers/images.js';
 import path from 'node:path';
 import { writeAuthFile } from '../helpers/registry.js';
-import { K, moduleCR, normalizeReport, publish, publishScenarioImages, runCli, scenarioModules, testRegistry, tmpDir, writeYaml } from './fixtures.js';
+import { fakeKo, K, moduleCR, normalizeReport, publish, publishScenarioImages, runCli, scenarioModules, testRegistry, tmpDir, writeYaml } from './fixtures.js';
 
 const GOLDEN = path.join(import.meta.dirname, 'golden', 'scenario.json');
 
@@ -89,7 +89,7 @@ t.test('the table names every module with its status and reason', async (t) => {
   t.equal(lines[0], `Kernel ${K}`);
   t.match(lines[1], /^NAMESPACE\s+NAME\s+STAGE\s+STATUS\s+REASON$/);
   t.equal(lines.length, 2 + 12);
-  t.match(r.stdout, /\nkmm\s+good\s+Done\s+Success\s+image \S+\/kmod\/good:6\.1\.0-27-amd64 has \/opt\/lib\/modules\/6\.1\.0-27-amd64\/kmm_ci_a\.ko\n/);
+  t.match(r.stdout, /\nkmm\s+good\s+Done\s+Success\s+image \S+\/kmod\/good:6\.1\.0-27-amd64 has \/opt\/lib\/modules\/6\.1\.0-27-amd64\/kmm_ci_a\.ko; vermagic matches 6\.1\.0-27-amd64; signature: unsigned \(no --trusted-keys to check it against\)\n/);
   t.match(r.stdout, /\nkmm\s+whiteout\s+Done\s+Failure\s+kmm_ci_a\.ko not found under \/opt\/lib\/modules\/6\.1\.0-27-amd64\//);
 });
 
@@ -122,7 +122,7 @@ t.test('Modules on stdin (--module -), e.g. from kubectl get modules -A -o yaml'
 
 t.test('a private image: denied without credentials, verified with them; no secret in any output', async (t) => {
   const priv = await testRegistry(t, { auth: 'basic', tls: true });
-  await publish(priv, work, [`private/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]);
+  await publish(priv, work, [`private/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: fakeKo('kmm_ci_a') }]);
   // trust the registry's CA the way a node does: certs.d under the host root
   const hostRoot = path.join(work, 'host');
   await fs.mkdir(path.join(hostRoot, 'etc/containers/certs.d', priv.host), { recursive: true });
@@ -158,7 +158,7 @@ t.test('a private image: denied without credentials, verified with them; no secr
 
 t.test("TLS: verified by default; a Module's registryTLS (mapping over container) or --insecure relaxes it", async (t) => {
   const tlsReg = await testRegistry(t, { tls: true });
-  await publish(tlsReg, work, [`tls/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]);
+  await publish(tlsReg, work, [`tls/kmod:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: fakeKo('kmm_ci_a') }]);
   const image = `${tlsReg.host}/tls/kmod:\${KERNEL_FULL_VERSION}`;
   const file = await writeYaml(path.join(work, 'tls.yaml'), [
     moduleCR('strict', { kernelMappings: [{ regexp: '.', containerImage: image }] }),

@@ -10,12 +10,12 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { CLI, K, moduleCR, publish, runCli, testRegistry, tmpDir, writeYaml } from './fixtures.js';
+import { CLI, fakeKo, K, moduleCR, publish, runCli, testRegistry, tmpDir, writeYaml } from './fixtures.js';
 
 const work = await tmpDir('parallel');
 t.teardown(() => fs.rm(work, { recursive: true, force: true }));
 const reg = await testRegistry(t);
-await publish(reg, work, [`kmod/good:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }, { 'firmware/a.bin': 'a' }]);
+await publish(reg, work, [`kmod/good:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: fakeKo('kmm_ci_a') }, { 'firmware/a.bin': 'a' }]);
 
 /** An HTTP proxy in front of the registry that holds every manifest request for `delayMs`. */
 async function delayingProxy(target: string, delayMs: number) {

@@ -2,7 +2,8 @@
  * Shared fixtures of the preflight CLI tests: kmod images built by umoci and pushed by skopeo to real
  * docker-registry instances on 127.0.0.1, Module YAML writers, and a runner for the real CLI.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import zlib from 'node:zlib';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,45 @@ export const CLI = path.join(REPO, 'bin', 'kmm-worker.js');
 export const K = '6.1.0-27-amd64';
 export const K_OLD = '6.1.0-26-amd64';
 
-const ko = (name: string) => `\x7fELF-fake-${name}\n`;
+/**
+ * A minimal relocatable ELF whose .modinfo says which kernel it was built for: what preflight's vermagic check
+ * reads (the image checks need no code in it).
+ */
+export function fakeKo(name: string, kernel = K): Buffer {
+  const shstrtab = Buffer.from('\0.shstrtab\0.modinfo\0');
+  const modinfo = Buffer.from(`name=${name}\0vermagic=${kernel} SMP preempt mod_unload modversions \0`);
+  const shstrOff = 64;
+  const modinfoOff = shstrOff + shstrtab.length;
+  const shoff = Math.ceil((modinfoOff + modinfo.length) / 8) * 8;
+  const elf = Buffer.alloc(shoff + 3 * 64);
+  elf.write('\x7fELF', 0, 'latin1');
+  elf[4] = 2; // 64-bit
+  elf[5] = 1; // little endian
+  elf[6] = 1;
+  elf.writeUInt16LE(1, 16); // ET_REL
+  elf.writeUInt16LE(62, 18); // x86-64
+  elf.writeUInt32LE(1, 20);
+  elf.writeBigUInt64LE(BigInt(shoff), 0x28);
+  elf.writeUInt16LE(64, 0x34);
+  elf.writeUInt16LE(64, 0x3a);
+  elf.writeUInt16LE(3, 0x3c);
+  elf.writeUInt16LE(1, 0x3e);
+  shstrtab.copy(elf, shstrOff);
+  modinfo.copy(elf, modinfoOff);
+  const section = (i: number, name: number, type: number, offset: number, size: number) => {
+    const o = shoff + i * 64;
+    elf.writeUInt32LE(name, o);
+    elf.writeUInt32LE(type, o + 4);
+    elf.writeBigUInt64LE(BigInt(offset), o + 24);
+    elf.writeBigUInt64LE(BigInt(size), o + 32);
+  };
+  section(1, 1, 3, shstrOff, shstrtab.length); // .shstrtab (SHT_STRTAB)
+  section(2, 11, 1, modinfoOff, modinfo.length); // .modinfo (SHT_PROGBITS)
+  return elf;
+}
+
+const ko = (name: string) => fakeKo(`kmm_ci_${name}`);
+const xz = (b: Buffer) => execFileSync('xz', ['-c'], { input: b });
 
 export async function tmpDir(prefix: string): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), `kmm-pf-${prefix}-`));
@@ -54,9 +93,9 @@ export async function publishScenarioImages(reg: TestRegistry, work: string): Pr
     // the .ko removed again by a whiteout in the top layer
     publish(reg, work, [`kmod/whiteout:${K}`], [{ [`${mods}/kmm_ci_a.ko`]: ko('a'), [`${mods}/kmm_ci_b.ko`]: ko('b') }, { [`${mods}/kmm_ci_a.ko`]: { whiteout: true } }]),
     // compressed .ko in a subdirectory, the name spelled with '-'
-    publish(reg, work, [`kmod/xz:${K}`], [{ 'etc/os-release': 'x' }, { [`${mods}/extra/net/kmm-ci-a.ko.xz`]: ko('a') }]),
+    publish(reg, work, [`kmod/xz:${K}`], [{ 'etc/os-release': 'x' }, { [`${mods}/extra/net/kmm-ci-a.ko.xz`]: xz(ko('a')) }]),
     // zstd layers, the .ko in the bottom one
-    publish(reg, work, [`kmod/zstd:${K}`], [{ [`${mods}/kmm_ci_a.ko.zst`]: ko('a') }, { 'firmware/x.bin': 'x' }], { compress: 'zstd' }),
+    publish(reg, work, [`kmod/zstd:${K}`], [{ [`${mods}/kmm_ci_a.ko.zst`]: zlib.zstdCompressSync(ko('a')) }, { 'firmware/x.bin': 'x' }], { compress: 'zstd' }),
     // uncompressed layers, a custom dirName
     publish(reg, work, [`kmod/plain:${K}`], [{ [`srv/kmods/lib/modules/${K}/kmm_ci_a.ko`]: ko('a') }], { compress: 'none' }),
     // every variable: the tags the mappings below compute

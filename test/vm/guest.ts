@@ -25,6 +25,8 @@ export interface BootOptions {
   /** user-mode networking with no route anywhere but one forward per entry: guest 10.0.2.100:<guestPort> →
    *  host 127.0.0.1:<hostPort> (one socat per connection: a shared stream breaks clients with several) */
   forwards?: Array<{ guestPort: number; hostPort: number }>;
+  /** more kernel command line, e.g. `module.sig_enforce=1` */
+  kernelArgs?: string;
   /** seconds to wait for the guest's READY line */
   bootTimeoutS?: number;
   log?: (line: string) => void;
@@ -244,7 +246,7 @@ export class Guest {
         '-m', String(opts.memMiB ?? 1536), '-smp', String(opts.cpus ?? (Number(process.env.KMM_VM_CPUS) || 1)),
         '-nodefaults', '-no-user-config', '-display', 'none', ...(opts.allowReboot ? [] : ['-no-reboot']),
         '-kernel', opts.vmlinux, '-initrd', opts.initrd,
-        '-append', `console=ttyS0 panic=-1 ${opts.append ?? `quiet sysrq_always_enabled${opts.forwards?.length ? ' kmmvm.net=1' : ''}`}`,
+        '-append', `console=ttyS0 panic=-1 ${opts.append ?? `quiet sysrq_always_enabled${opts.forwards?.length ? ' kmmvm.net=1' : ''}`}${opts.kernelArgs ? ` ${opts.kernelArgs}` : ''}`,
         ...(opts.disks ?? []).flatMap((f) => ['-drive', `file=${f},format=raw,if=virtio`]),
         // the human monitor, for a stuck guest: magic SysRq through the emulated keyboard (see sysrqDump)
         '-monitor', `unix:${monitorSocket},server=on,wait=off`,
