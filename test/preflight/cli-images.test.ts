@@ -40,7 +40,7 @@ t.test('every case of the scenario, as JSON: matches the golden file', async (t)
 t.test('six passing Modules on images of six encodings: exit 0, a full table and JSON, no crash', async (t) => {
   // a layer cut into 2 MiB zstd frames by pzstd (each behind a skippable frame), the .ko spanning a boundary
   const big = await buildLayout({ dir: path.join(work, 'layouts', 'pzstd'), tag: 'v', layers: [
-    { [`opt/lib/modules/${K}/kmm_ci_a.ko`]: crypto.randomBytes(3 << 20) }] });
+    { [`opt/lib/modules/${K}/kmm_ci_a.ko`]: Buffer.concat([fakeKo('kmm_ci_a'), crypto.randomBytes(3 << 20)]) }] });
   const layoutDir = path.join(work, 'layouts', 'pzstd');
   const blob = (d: string) => path.join(layoutDir, 'blobs', 'sha256', d.slice(7));
   const manifest = JSON.parse(await fs.readFile(blob(big.digest), 'utf8'));

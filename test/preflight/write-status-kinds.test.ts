@@ -7,7 +7,7 @@ import t from 'tap';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FakeApiServer, type ResourceDef } from '../helpers/fake-apiserver.js';
-import { K, moduleCR, publish, runCli, testRegistry, tmpDir, writeYaml } from './fixtures.js';
+import { fakeKo, K, moduleCR, publish, runCli, testRegistry, tmpDir, writeYaml } from './fixtures.js';
 
 const GROUP = 'kmm.sigs.x-k8s.io';
 const PV: ResourceDef = { group: GROUP, version: 'v1beta2', resource: 'preflightvalidations', kind: 'PreflightValidation', namespaced: false, subresources: ['status'] };
@@ -17,7 +17,7 @@ const MODULES: ResourceDef = { group: GROUP, version: 'v1beta1', resource: 'modu
 const work = await tmpDir('write-status-kinds');
 t.teardown(() => fs.rm(work, { recursive: true, force: true }));
 const reg = await testRegistry(t);
-await publish(reg, work, [`kmod/good:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: 'x' }]);
+await publish(reg, work, [`kmod/good:${K}`], [{ [`opt/lib/modules/${K}/kmm_ci_a.ko`]: fakeKo('kmm_ci_a') }]);
 const moduleFile = await writeYaml(path.join(work, 'module.yaml'), [
   moduleCR('from-file', { kernelMappings: [{ regexp: '.', containerImage: `${reg.host}/kmod/good:\${KERNEL_FULL_VERSION}` }] }, { namespace: 'dev' }),
 ]);
