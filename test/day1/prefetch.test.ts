@@ -18,8 +18,10 @@ import { CLI } from './systemd-root.js';
 
 const kmods = await ensureTestKmods();
 const running = kmods.kver;
-// releases of other installed kernels (the images only need the module file under the right directory)
-const NEXT = '6.1.0-90-amd64';
+// releases of other installed kernels (the images only need the module file under the right directory). The
+// next kernel's release has the running one's length, so its image's module can carry a vermagic naming it
+// (the load checks vermagic) with the ELF's offsets unchanged.
+const NEXT = running.replace(/-(\d+)-/, (_, abi: string) => `-${(abi.startsWith('9') ? '8' : '9').repeat(abi.length)}-`);
 const NO_IMAGE = '6.1.0-91-amd64';
 const BLS_ONLY = '6.1.0-92-amd64';
 const OSTREE = '5.14.0-427.50.1.el9_4.x86_64';
@@ -29,11 +31,20 @@ t.teardown(() => rm(work, { recursive: true, force: true }));
 const registry = await startRegistry();
 t.teardown(() => registry.stop());
 const ko = await readFile(kmods.ko.kmm_hello!);
+/** the test module as if built for `release` (the one the next boot loads must name its kernel in vermagic) */
+const koFor = (release: string): Buffer => {
+  if (release.length !== running.length) return ko;
+  const at = ko.indexOf(`vermagic=${running} `);
+  if (at < 0) throw new Error(`no vermagic=${running} in ${kmods.ko.kmm_hello}`);
+  const copy = Buffer.from(ko);
+  copy.write(`vermagic=${release} `, at, 'latin1');
+  return copy;
+};
 for (const release of [running, NEXT, BLS_ONLY, OSTREE]) {
   const layout = await buildLayout({
     dir: join(work, 'layout'),
     tag: release,
-    layers: [{ [`opt/lib/modules/${release}/extra/kmm_hello.ko`]: ko }],
+    layers: [{ [`opt/lib/modules/${release}/extra/kmm_hello.ko`]: koFor(release) }],
   });
   await pushImage(layout, registry, `day1/kmod:${release}`);
 }
