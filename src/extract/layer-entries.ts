@@ -237,8 +237,9 @@ async function* entriesOf<S>(
   };
   blob.on('error', (err) => {
     blobError ??= err;
-    decoder.destroy();
+    // the blob's error first: the readers downstream must see it, not the "premature close" of a torn-down decoder
     fail(err);
+    decoder.destroy();
   });
   blob.on('end', () => (blobEnded = true));
   if (decoder.input) blob.pipe(decoder.input);

@@ -12,10 +12,13 @@ import { buildLayout, pushImage, kmodLayers } from '../helpers/images.js';
 import { frontServer } from '../helpers/fault-proxy.js';
 import { stringify } from 'yaml';
 import { cli, errorLine, allStderr } from './cli.js';
+import { fakeKo } from '../preflight/fixtures.js';
 
 const work = await fs.mkdtemp(path.join(os.tmpdir(), 'kmm-mirrors-'));
 t.teardown(() => fs.rm(work, { recursive: true, force: true }));
-const img = await buildLayout({ dir: path.join(work, 'oci'), tag: 'v1', layers: kmodLayers('6.1.0-test') });
+const img = await buildLayout({ dir: path.join(work, 'oci'), tag: 'v1', layers: kmodLayers('6.1.0-test', { modules: {
+  // real (minimal) ELF modules: preflight reads their vermagic
+  'kmm_a.ko': fakeKo('kmm_a', '6.1.0-test'), 'kmm_b.ko': fakeKo('kmm_b', '6.1.0-test') } }) });
 const other = await buildLayout({ dir: path.join(work, 'oci-other'), tag: 'v1', layers: kmodLayers('6.9.0-other') });
 
 // an open mirror on plain HTTP, and a mirror behind TLS (CA in certs.d) with Basic auth (its own credentials)

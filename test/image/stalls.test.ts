@@ -100,7 +100,7 @@ t.test('F3: stalls fail each attempt, are retried like resets, and end in one li
       const r = await run(front);
       await front.close();
       t.equal(r.code, 1, JSON.stringify(fault));
-      t.match(errorLine(r.stderr), new RegExp(`^(layer ${blob.digest}: )?registry ${front.host}: download of blob ${blob.digest}.* failed (with HTTP \\d+ )?after \\d tries`));
+      t.match(errorLine(r.stderr), new RegExp(`^(image [^ ]+: )?(layer ${blob.digest}: )?registry ${front.host}: download of blob ${blob.digest}.* failed (with HTTP \\d+ )?after \\d tries`));
       t.ok(r.ms < 20_000, `bounded time (${r.ms} ms)`);
     }
   });
