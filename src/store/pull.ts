@@ -115,19 +115,24 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
     (signal) => pullUnbounded(ref, { ...opts, signal }));
 }
 
-async function pullUnbounded(ref: string, opts: PullOptions): Promise<PullResult> {
-  const { reference, platform } = normalise(ref, opts.selection, opts.platform);
-  const { log, selection } = opts;
-  const store = new StoreDir(opts.imagesDir);
-  const sourceOpts = {
+/** What opening the image's source needs of a pull's options (the same for a pull and its dry-run plan). */
+function sourceOptions(opts: PullOptions, platform: string) {
+  return {
     insecure: opts.insecure,
     platform,
     authFile: opts.authFile,
     pullSecretsDir: opts.pullSecretsDir,
     hostRoot: opts.hostRoot,
     signal: opts.signal,
-    log,
+    log: opts.log,
   };
+}
+
+async function pullUnbounded(ref: string, opts: PullOptions): Promise<PullResult> {
+  const { reference, platform } = normalise(ref, opts.selection, opts.platform);
+  const { log, selection } = opts;
+  const store = new StoreDir(opts.imagesDir);
+  const sourceOpts = sourceOptions(opts, platform);
 
   if (opts.policy !== 'Always') {
     const hit = await lookupStored(reference, opts.imagesDir, selection, { platform });
@@ -195,15 +200,7 @@ export type PullPlan =
 export async function planPull(ref: string, opts: PullOptions): Promise<PullPlan> {
   const { reference, platform } = normalise(ref, opts.selection, opts.platform);
   const store = new StoreDir(opts.imagesDir);
-  const sourceOpts = {
-    insecure: opts.insecure,
-    platform,
-    authFile: opts.authFile,
-    pullSecretsDir: opts.pullSecretsDir,
-    hostRoot: opts.hostRoot,
-    signal: opts.signal,
-    log: opts.log,
-  };
+  const sourceOpts = sourceOptions(opts, platform);
   if (opts.policy !== 'Always') {
     const hit = await lookupStored(reference, opts.imagesDir, opts.selection, { platform, touch: false });
     if (hit) return { action: 'use-cached', image: hit };
