@@ -9,7 +9,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { ensureTestKmods } from '../kmods/kmods.js';
+import { ensureTestKmods, koBuiltFor } from '../kmods/kmods.js';
 import { makeHostRoot, type HostRoot } from '../helpers/host-root.js';
 import { recordingModprobeEnv, recordingModprobePath } from '../helpers/recording-modprobe.js';
 import { startRegistry } from '../helpers/registry.js';
@@ -18,9 +18,7 @@ import { CLI } from './systemd-root.js';
 
 const kmods = await ensureTestKmods();
 const running = kmods.kver;
-// releases of other installed kernels (the images only need the module file under the right directory). The
-// next kernel's release has the running one's length, so its image's module can carry a vermagic naming it
-// (the load checks vermagic) with the ELF's offsets unchanged.
+// releases of other installed kernels; each image's module names its release in vermagic (the load checks it)
 const NEXT = running.replace(/-(\d+)-/, (_, abi: string) => `-${(abi.startsWith('9') ? '8' : '9').repeat(abi.length)}-`);
 const NO_IMAGE = '6.1.0-91-amd64';
 const BLS_ONLY = '6.1.0-92-amd64';
@@ -31,20 +29,11 @@ t.teardown(() => rm(work, { recursive: true, force: true }));
 const registry = await startRegistry();
 t.teardown(() => registry.stop());
 const ko = await readFile(kmods.ko.kmm_hello!);
-/** the test module as if built for `release` (the one the next boot loads must name its kernel in vermagic) */
-const koFor = (release: string): Buffer => {
-  if (release.length !== running.length) return ko;
-  const at = ko.indexOf(`vermagic=${running} `);
-  if (at < 0) throw new Error(`no vermagic=${running} in ${kmods.ko.kmm_hello}`);
-  const copy = Buffer.from(ko);
-  copy.write(`vermagic=${release} `, at, 'latin1');
-  return copy;
-};
 for (const release of [running, NEXT, BLS_ONLY, OSTREE]) {
   const layout = await buildLayout({
     dir: join(work, 'layout'),
     tag: release,
-    layers: [{ [`opt/lib/modules/${release}/extra/kmm_hello.ko`]: koFor(release) }],
+    layers: [{ [`opt/lib/modules/${release}/extra/kmm_hello.ko`]: koBuiltFor(ko, release) }],
   });
   await pushImage(layout, registry, `day1/kmod:${release}`);
 }

@@ -2,7 +2,10 @@
 // the Debian kernel, with the metadata the scenarios rely on.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { ensureTestKmods } from './kmods.js';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureTestKmods, koBuiltFor } from './kmods.js';
 
 const modinfo = (field: string, file: string) =>
   execFileSync('modinfo', ['-F', field, file], { encoding: 'utf8' }).trim();
@@ -35,4 +38,20 @@ t.test('a second call is served from the cache', async (t) => {
   const second = await again();
   t.same(second, first);
   t.ok(Date.now() - t0 < 5000, 'cached build.sh returns in seconds');
+});
+
+t.test('koBuiltFor: a copy whose vermagic names another release, for modinfo as for the kernel', async (t) => {
+  const k = await ensureTestKmods();
+  const dir = await mkdtemp(join(tmpdir(), 'kmm-vermagic-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const original = await readFile(k.ko.kmm_hello!);
+  for (const release of ['6.18.44-fc-v1147', '5.14.0-427.50.1.el9_4.x86_64', '6.1']) {
+    const file = join(dir, `${release}.ko`);
+    const copy = koBuiltFor(original, release);
+    t.equal(copy.length, original.length, `${release}: same size`);
+    await writeFile(file, copy);
+    t.equal(modinfo('vermagic', file).split(' ')[0], release, `${release}: modinfo reads it`);
+    t.equal(modinfo('srcversion', file), modinfo('srcversion', k.ko.kmm_hello!), `${release}: the rest of .modinfo intact`);
+  }
+  t.throws(() => koBuiltFor(original, 'x'.repeat(200)), /longer than the module's vermagic/);
 });

@@ -72,3 +72,23 @@ function build(): Promise<TestKmods> {
     );
   });
 }
+
+/**
+ * A copy of an unsigned module whose vermagic names `release` instead of the kernel it was built for: for tests
+ * that need a module for a kernel no headers exist for here (the machine's running kernel, a "next" kernel).
+ * The `.modinfo` string keeps its length (padded with spaces, or trailing flag words dropped), so every ELF
+ * offset stays valid; the kernel release is vermagic's first word, which is all kmm-worker's check reads.
+ */
+export function koBuiltFor(ko: Buffer, release: string): Buffer {
+  const start = ko.indexOf('\0vermagic=') + '\0vermagic='.length;
+  const end = ko.indexOf('\0', start);
+  if (start < '\0vermagic='.length || end < 0) throw new Error('koBuiltFor: the module has no vermagic');
+  const old = ko.toString('latin1', start, end);
+  const flags = old.trim().split(/\s+/).slice(1);
+  while ([release, ...flags].join(' ').length > old.length && flags.length > 0) flags.pop();
+  const value = [release, ...flags].join(' ');
+  if (value.length > old.length) throw new Error(`koBuiltFor: release ${release} is longer than the module's vermagic (${old.length} bytes)`);
+  const copy = Buffer.from(ko);
+  copy.write(value.padEnd(old.length, ' '), start, 'latin1');
+  return copy;
+}
