@@ -278,6 +278,9 @@ export function buildProgram(): Command {
     .option('--write-status <name>', "write the result into the status of that PreflightValidation (or PreflightValidationOCP, whichever the cluster serves)")
     .option('--trusted-keys <dir>', 'DER/PEM certificates the upcoming kernel trusts: check each module is signed by one')
     .option('--symvers <file>', "the upcoming kernel's Module.symvers: check it exports every symbol a module needs")
+    .option('--day1-image <repo>', 'also check the Day-1 image <repo>:<kernel> (with --day1-module): it must be pushed before nodes boot the kernel')
+    .option('--day1-module <name>', 'the module the Day-1 units load')
+    .option('--day1-dir-name <path>', 'the Day-1 image directory holding lib/modules/<kernel> (default /opt)')
     .action(
       act(async (ctx, _args, flags) => {
         const m = await import('./commands/preflight.js');

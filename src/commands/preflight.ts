@@ -16,6 +16,9 @@ export interface PreflightFlags {
   writeStatus?: string;
   trustedKeys?: string;
   symvers?: string;
+  day1Image?: string;
+  day1Module?: string;
+  day1DirName?: string;
   [flag: string]: unknown;
 }
 
@@ -50,6 +53,7 @@ export async function preflight(ctx: Context, flags: PreflightFlags): Promise<nu
         writeStatus: flags.writeStatus,
         trustedKeys: flags.trustedKeys,
         symvers: flags.symvers,
+        day1: { repo: flags.day1Image, moduleName: flags.day1Module, dirName: flags.day1DirName },
       },
       { openImage, kube },
     );

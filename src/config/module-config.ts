@@ -46,7 +46,7 @@ export interface ModuleConfig {
 
 const PULL_POLICIES: readonly ImagePullPolicy[] = ['IfNotPresent', 'Always', 'Never'];
 // Module names as the kernel knows them (KBUILD_MODNAME); nothing that could become a path or an option.
-const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
+export const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
 // A kernel release names a directory: no separators, no whitespace, not "." or "..".
 const KERNEL_RELEASE = /^[A-Za-z0-9_.+~-]+$/;
 

@@ -19,6 +19,8 @@ export interface ModuleResource {
   spec: unknown;
   /** metadata.deletionTimestamp is set: KMM's preflight skips such Modules */
   deleting: boolean;
+  /** what to do when the image does not exist (a Day-1 image names the tag to push) */
+  imageMissingAdvice?: (image: string, kernel: string) => string;
 }
 
 /** The Module CRs of one YAML text (documents of other kinds are ignored). */

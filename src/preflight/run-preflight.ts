@@ -10,6 +10,7 @@ import { parsePlatform } from '../image/platform.js';
 import type { ImageSourceOptions } from '../image/types.js';
 import type { KubeClients } from '../report/kube.js';
 import { checkKernelArgument } from './kernel.js';
+import { day1ModuleResource } from './day1-module.js';
 import { isRecord, readModuleFiles, readPreflightKernel, type ModuleResource } from './module-cr.js';
 import { runBounded, TaskTimeoutError } from './pool.js';
 import { renderJson, renderTable } from './output.js';
@@ -33,6 +34,8 @@ export interface PreflightOptions {
   trustedKeys?: string | undefined;
   /** --symvers FILE: the upcoming kernel's Module.symvers */
   symvers?: string | undefined;
+  /** --day1-image REPO with --day1-module NAME (and --day1-dir-name): the Day-1 image REPO:<kernel> */
+  day1?: { repo?: string | undefined; moduleName?: string | undefined; dirName?: string | undefined };
 }
 
 export interface PreflightDeps {
@@ -45,7 +48,10 @@ export interface PreflightDeps {
 export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: PreflightDeps): Promise<number> {
   const files = opts.moduleFiles ?? [];
   if (files.length > 0 && opts.fromCluster) throw new UsageError('--module and --from-cluster are exclusive: give one');
-  if (files.length === 0 && !opts.fromCluster) throw new UsageError('give the Modules to validate: --module FILE... or --from-cluster');
+  const day1 = day1Entry(opts.day1);
+  if (files.length === 0 && !opts.fromCluster && !day1) {
+    throw new UsageError('give the Modules to validate: --module FILE... or --from-cluster (or a Day-1 image: --day1-image REPO --day1-module NAME)');
+  }
 
   if (opts.platform) parsePlatform(opts.platform); // a wrong --platform is the command line's fault, not each Module's
   const given = await givenKernels(opts); // checked before the (slow to load) Kubernetes client is needed
@@ -66,9 +72,9 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
   checkKernelPlatform(kernelVersion, opts.platform);
   const log = ctx.log.child({ kernel: kernelVersion });
 
-  const all = files.length > 0 ? await readModuleFiles(files) : await cluster!.listClusterModules(kube!, ctx.signal);
+  const all = files.length > 0 ? await readModuleFiles(files) : opts.fromCluster ? await cluster!.listClusterModules(kube!, ctx.signal) : [];
   if (files.length > 0 && all.length === 0) throw new UsageError(`no kmm.sigs.x-k8s.io/v1beta1 Module in ${files.map((f) => (f === '-' ? 'stdin' : f)).join(', ')}`);
-  const modules = all.filter((m) => keep(m, log)).sort(byNamespaceAndName);
+  const modules = [...all.filter((m) => keep(m, log)).sort(byNamespaceAndName), ...(day1 ? [day1] : [])];
   log.info({ modules: modules.length, parallel: opts.parallel, timeoutSeconds: opts.timeoutSeconds }, 'validating Modules');
 
   const now = deps.now ?? (() => new Date());
@@ -105,7 +111,9 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
 
   if (opts.writeStatus) {
     const dryRun = ctx.opts.dryRun;
-    const patch = await cluster!.writePreflightStatus(kube!, opts.writeStatus, statuses, { signal: ctx.signal, dryRun, ...(kind ? { kind } : {}) });
+    // the Day-1 image is not a Module of the cluster: the status lists the Modules only
+    const moduleStatuses = statuses.filter((s) => !day1 || s.namespace !== day1.namespace || s.name !== day1.name);
+    const patch = await cluster!.writePreflightStatus(kube!, opts.writeStatus, moduleStatuses, { signal: ctx.signal, dryRun, ...(kind ? { kind } : {}) });
     const what = { kind: kind?.kind, name: opts.writeStatus };
     if (dryRun) log.info({ ...what, patch }, `dry run: the status patch that would be written to ${kind?.kind} ${opts.writeStatus}`);
     else log.info(what, `status written to ${kind?.kind} ${opts.writeStatus}`);
@@ -142,6 +150,16 @@ function chooseKernel(given: KernelSource[], target: string | undefined, fromTar
   const other = candidates.find((c) => c.value !== first.value);
   if (other) throw new UsageError(`${first.source} says kernel ${first.value} but ${other.source} says ${other.value}`);
   return first.value;
+}
+
+function day1Entry(d: PreflightOptions['day1']): ModuleResource | undefined {
+  if (!d?.repo && !d?.moduleName) {
+    if (d?.dirName) throw new UsageError('--day1-dir-name needs --day1-image and --day1-module');
+    return undefined;
+  }
+  if (!d.repo) throw new UsageError('--day1-module needs --day1-image REPO (the Day-1 image repository)');
+  if (!d.moduleName) throw new UsageError('--day1-image needs --day1-module NAME (the module the Day-1 units load)');
+  return day1ModuleResource({ repo: d.repo, moduleName: d.moduleName, dirName: d.dirName });
 }
 
 /** Modules being deleted, or without a moduleLoader (device plugin only), have nothing to validate. */

@@ -67,7 +67,7 @@ export async function validateModule(
   } catch (err) {
     if (err instanceof ModuleCheckFailure) return status('Failure', err.message);
     const reason = signal.aborted && signal.reason instanceof TaskTimeoutError ? signal.reason : err;
-    return status('Failure', failureReason(m, reason, creds, deps.secretsReadable));
+    return status('Failure', failureReason(m, reason, creds, deps.secretsReadable, mod.imageMissingAdvice));
   } finally {
     await creds?.release().catch((err: unknown) => log.warn({ err: oneLine(err) }, 'could not remove temporary credentials'));
   }
@@ -116,7 +116,13 @@ export function timeoutReason(mod: ModuleResource, kernelVersion: string, err: T
 }
 
 /** How an image error reads in the status: not found, access denied, timed out, or the error's own line. */
-export function failureReason(m: ResolvedModule, err: unknown, creds: ModuleCredentials | undefined, secretsReadable: boolean): string {
+export function failureReason(
+  m: ResolvedModule,
+  err: unknown,
+  creds: ModuleCredentials | undefined,
+  secretsReadable: boolean,
+  imageMissingAdvice?: ModuleResource['imageMissingAdvice'],
+): string {
   const image = m.containerImage;
   if (err instanceof TaskTimeoutError) return `timed out after ${err.seconds}s checking image ${image}`;
   if (err instanceof ModuleCheckFailure) return err.message;
@@ -128,7 +134,8 @@ export function failureReason(m: ResolvedModule, err: unknown, creds: ModuleCred
       const what = m.build && m.sign ? 'build and sign' : m.build ? 'build' : 'sign';
       return `image ${image} does not exist and ${m.mapping} of the Module has ${what}: an in-cluster ${what} is required (KMM's own preflight can run it)`;
     }
-    return `image ${image} not found: ${detail}`;
+    const advice = imageMissingAdvice ? `; ${imageMissingAdvice(image, m.kernelVersion)}` : '';
+    return `image ${image} not found: ${detail}${advice}`;
   }
   if (kind === 'denied') {
     let hint = '';
