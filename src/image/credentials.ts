@@ -18,6 +18,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { UsageError } from '../errors.js';
+import { FileRefusedError, MAX_INDEX_BYTES, parseBoundedJson, readRegularFile } from '../bounded-read.js';
 import { runCredentialHelper } from './cred-helper.js';
 import { DOCKER_HUB } from './reference.js';
 
@@ -220,10 +221,17 @@ async function findSecretFiles(dir: string, depth = 0): Promise<string[]> {
   return out;
 }
 
-async function readJson(file: string): Promise<unknown> {
-  const text = await fs.readFile(file, 'utf8');
+/** An auth file or pull secret: a regular file of at most 4 MiB (a FIFO or a device is refused at once). */
+async function readJson(file: string, what: string): Promise<unknown> {
+  let text: string;
   try {
-    return JSON.parse(text);
+    text = (await readRegularFile(file, MAX_INDEX_BYTES)).toString('utf8');
+  } catch (e) {
+    if (e instanceof FileRefusedError) throw new UsageError(`${what} ${file} ${e.message}`);
+    throw e;
+  }
+  try {
+    return parseBoundedJson(text);
   } catch {
     // never echo the text: it holds secrets
     throw new UsageError(`${file} is not valid JSON (expected a docker config / containers-auth.json)`);
@@ -265,13 +273,13 @@ export async function loadCredentials(src: CredentialSources): Promise<Credentia
   const store = new CredentialStore();
   if (src.pullSecretsDir) {
     for (const file of await findSecretFiles(src.pullSecretsDir)) {
-      const n = store.add(file, await readJson(file), src.log);
+      const n = store.add(file, await readJson(file, 'pull secret'), src.log);
       src.log?.debug({ file, registries: n }, 'read pull secret');
     }
   }
   for (const file of src.authFile ? [src.authFile] : defaultAuthFiles(src)) {
     try {
-      const n = store.add(file, await readJson(file), src.log);
+      const n = store.add(file, await readJson(file, 'auth file'), src.log);
       src.log?.debug({ file, registries: n }, 'read auth file');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;

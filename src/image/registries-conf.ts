@@ -9,6 +9,7 @@
  * A file that is not valid TOML, or holds a wrong value for one of those keys, is a UsageError naming file and line.
  */
 import fs from 'node:fs/promises';
+import { FileRefusedError, MAX_CONFIG_BYTES, readRegularFile } from '../bounded-read.js';
 import path from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { UsageError } from '../errors.js';
@@ -146,10 +147,11 @@ export function parseRegistriesConf(file: string, text: string, log?: Logger): R
 
 async function readIfExists(file: string): Promise<string | undefined> {
   try {
-    return await fs.readFile(file, 'utf8');
+    return (await readRegularFile(file, MAX_CONFIG_BYTES)).toString('utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (e instanceof FileRefusedError) throw new UsageError(`${file} ${e.message}`);
     throw new UsageError(`${file}: cannot read: ${(e as Error).message}`);
   }
 }

@@ -8,6 +8,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { Logger } from '../log.js';
+import { FileRefusedError, MAX_CONFIG_BYTES, readRegularFile } from '../bounded-read.js';
+import { UsageError } from '../errors.js';
 
 export interface RegistryTls {
   /** CA certificates (PEM) to trust on top of the defaults; empty = defaults only */
@@ -25,6 +27,16 @@ async function listDir(dir: string): Promise<string[]> {
   }
 }
 
+/** A certificate or key of certs.d: a regular file of at most 1 MiB (a FIFO there must not hang the pull). */
+async function readPem(file: string): Promise<string> {
+  try {
+    return (await readRegularFile(file, MAX_CONFIG_BYTES)).toString('utf8');
+  } catch (e) {
+    if (e instanceof FileRefusedError) throw new UsageError(`${file} ${e.message}`);
+    throw e;
+  }
+}
+
 export async function registryTls(hostRoot: string, host: string, log?: Logger): Promise<RegistryTls> {
   const out: RegistryTls = { extraCAs: [], caFiles: [] };
   const dirs = [path.join(hostRoot, 'etc/containers/certs.d', host), path.join(hostRoot, 'etc/docker/certs.d', host)];
@@ -33,12 +45,12 @@ export async function registryTls(hostRoot: string, host: string, log?: Logger):
     for (const name of names) {
       const p = path.join(dir, name);
       if (name.endsWith('.crt')) {
-        out.extraCAs.push(await fs.readFile(p, 'utf8'));
+        out.extraCAs.push(await readPem(p));
         out.caFiles.push(p);
       } else if (name.endsWith('.cert') && !out.clientCert) {
         const keyName = name.replace(/\.cert$/, '.key');
         if (names.includes(keyName)) {
-          out.clientCert = { cert: await fs.readFile(p, 'utf8'), key: await fs.readFile(path.join(dir, keyName), 'utf8') };
+          out.clientCert = { cert: await readPem(p), key: await readPem(path.join(dir, keyName)) };
           log?.debug({ file: p }, 'using a client certificate for the registry');
         }
       }

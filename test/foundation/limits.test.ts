@@ -5,8 +5,8 @@
  */
 import t, { type Test } from 'tap';
 import { execa } from 'execa';
-import { readdir, symlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { makeEnv, type Env } from './fixtures.js';
 
 async function env(t: Test): Promise<{ e: Env; base: string }> {
@@ -86,4 +86,33 @@ t.test('F6: containerImage is validated even when the shared dir holds the kmods
     const cfg = await e.config(`kernelVersion: ${kver}\ncontainerImage: ${JSON.stringify(ref)}\n${inTree}${modprobe()}`);
     await refused(t, e, ['kmod', 'load', cfg], line, label);
   }
+});
+
+t.test('F4/F9: a FIFO, a device or an oversized file as --auth-file is exit 2 at once', async (t) => {
+  const { e } = await env(t);
+  const fifo = join(e.work, 'auth-fifo.json');
+  await execa('mkfifo', [fifo]);
+  const urandom = join(e.work, 'auth-urandom.json');
+  await symlink('/dev/urandom', urandom);
+  const big = join(e.work, 'auth-big.json');
+  await writeFile(big, `{"auths":{},"x":"${'x'.repeat(5 * 1024 * 1024)}"}`);
+  const cases: [string, RegExp][] = [
+    [fifo, /^auth file .*auth-fifo\.json is a FIFO, not a regular file$/],
+    [urandom, /^auth file .*auth-urandom\.json is a character device, not a regular file$/],
+    [big, /^auth file .*auth-big\.json is larger than the 4 MiB allowed$/],
+  ];
+  for (const [file, line] of cases) {
+    // the registry is never reached: the credentials are read first
+    await refused(t, e, ['--auth-file', file, 'image', 'pull', '127.0.0.1:9/kmm/hello:v1'], line, file.split('/').at(-1)!);
+  }
+  // the node's registries.conf and certs.d are read the same way
+  const conf = e.host.path('/etc/containers/registries.conf');
+  await mkdir(dirname(conf), { recursive: true });
+  await execa('mkfifo', [conf]);
+  await refused(t, e, ['image', 'pull', '127.0.0.1:9/kmm/hello:v1'], /registries\.conf is a FIFO, not a regular file$/, 'registries.conf FIFO');
+  await rm(conf);
+  const ca = e.host.path('/etc/containers/certs.d/127.0.0.1:9/ca.crt');
+  await mkdir(dirname(ca), { recursive: true });
+  await execa('mkfifo', [ca]);
+  await refused(t, e, ['image', 'pull', '127.0.0.1:9/kmm/hello:v1'], /ca\.crt is a FIFO, not a regular file$/, 'certs.d FIFO');
 });
