@@ -4,7 +4,8 @@
  * (plus the image's own modules for that kernel). Each check is its own part of the status reason.
  */
 import { posix } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { MiB } from '../bounded-read.js';
+import { readInputFile, whyUnreadable } from './module-cr.js';
 import { UsageError, oneLine } from '../errors.js';
 import type { TrustedKey } from '../host/module-signing.js';
 import { koFromBytes, type KoFile } from '../kmod/ko-file.js';
@@ -33,8 +34,9 @@ export async function readKmodCheckInputs(opts: { trustedKeys?: string; symvers?
     if (out.trustedKeys.length === 0) throw new UsageError(`--trusted-keys ${opts.trustedKeys}: no certificate in it`);
   }
   if (opts.symvers) {
-    const text = await readFile(opts.symvers, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new UsageError(`--symvers ${opts.symvers}: cannot read it (${err.code ?? err.message})`);
+    // Module.symvers of a distribution kernel is a few MB
+    const text = await readInputFile(opts.symvers, 64 * MiB).catch((err: unknown) => {
+      throw new UsageError(`--symvers ${opts.symvers}: cannot read it (${whyUnreadable(err)})`);
     });
     out.symvers = parseSymvers(text);
     if (out.symvers.size === 0) throw new UsageError(`--symvers ${opts.symvers}: no symbol in it (not a Module.symvers?)`);

@@ -3,8 +3,8 @@
  * multi-document YAML files or from a cluster list. Only identity is checked here; the spec is interpreted
  * (and its mistakes reported per module) by the kernel-mapping resolver.
  */
-import { readFile } from 'node:fs/promises';
 import { parseAllDocuments } from 'yaml';
+import { FileRefusedError, MAX_CONFIG_BYTES, MiB, readRegularFile } from '../bounded-read.js';
 import { UsageError, oneLine } from '../errors.js';
 
 export const MODULE_GROUP = 'kmm.sigs.x-k8s.io';
@@ -75,6 +75,20 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** `kubectl get modules -A -o yaml` of a large cluster: thousands of Modules, managedFields included */
+const MAX_MODULE_LIST_BYTES = 64 * MiB;
+
+/** A file named on the command line: a regular file of at most `maxBytes` (a FIFO or a device is refused at once). */
+export async function readInputFile(file: string, maxBytes: number): Promise<string> {
+  return (await readRegularFile(file, maxBytes)).toString('utf8');
+}
+
+/** `is a FIFO, not a regular file`, `is larger than …`, or the system's error code (ENOENT, EACCES). */
+export function whyUnreadable(err: unknown): string {
+  if (err instanceof FileRefusedError) return err.message;
+  return (err as NodeJS.ErrnoException).code ?? oneLine(err);
+}
+
 /** Reads the Module files in order (`-` = stdin); a Module named twice (same namespace/name) is a usage error. */
 export async function readModuleFiles(files: string[], defaultNamespace = 'default'): Promise<ModuleResource[]> {
   const all: ModuleResource[] = [];
@@ -82,9 +96,9 @@ export async function readModuleFiles(files: string[], defaultNamespace = 'defau
   for (const file of files) {
     let text: string;
     try {
-      text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+      text = file === '-' ? await readStdin() : await readInputFile(file, MAX_MODULE_LIST_BYTES);
     } catch (err) {
-      throw new UsageError(`--module ${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? oneLine(err)}`);
+      throw new UsageError(`--module ${file}: cannot read: ${whyUnreadable(err)}`);
     }
     for (const m of parseModuleDocuments(text, file === '-' ? 'stdin' : file, defaultNamespace)) {
       const key = `${m.namespace}/${m.name}`;
@@ -101,9 +115,9 @@ export async function readModuleFiles(files: string[], defaultNamespace = 'defau
 export async function readPreflightKernel(file: string): Promise<{ kernel: string; name: string | undefined }> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readInputFile(file, MAX_CONFIG_BYTES);
   } catch (err) {
-    throw new UsageError(`--preflight ${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? oneLine(err)}`);
+    throw new UsageError(`--preflight ${file}: cannot read: ${whyUnreadable(err)}`);
   }
   const docs = parseAllDocuments(text, { prettyErrors: false });
   const found: { kernel: string; name: string | undefined }[] = [];

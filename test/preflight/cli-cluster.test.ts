@@ -3,7 +3,7 @@
  * can run here): Modules listed across namespaces, imageRepoSecret read per Module, the exact status patch.
  */
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -204,6 +204,10 @@ t.test('--module files with --write-status; an empty cluster is a success', asyn
 t.test('command-line and cluster mistakes are exit 2 with one clear line', async (t) => {
   const { api, env } = await cluster();
   t.teardown(() => api.close());
+  const fifoDir = await tmpDir('fifo');
+  t.teardown(() => fs.rm(fifoDir, { recursive: true, force: true }));
+  const fifo = path.join(fifoDir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
   // a log line (JSON) or, for what commander rejects before any logger exists, `kmm-worker: <message>`
   const lastLine = (s: string) => {
     const line = s.trim().split('\n').pop()!;
@@ -218,6 +222,10 @@ t.test('command-line and cluster mistakes are exit 2 with one clear line', async
     [['preflight', '--kernel', K, '--from-cluster', '--module', 'x.yaml'], env, /exclusive/],
     [['preflight', '--kernel', '6.1', '--from-cluster'], env, /^kernel version '6\.1' must have at least three components/],
     [['preflight', '--kernel', K, '--module', '/nonexistent.yaml'], {}, /^--module \/nonexistent\.yaml: cannot read: ENOENT$/],
+    // files named on the command line never block on a FIFO or read a device
+    [['preflight', '--kernel', K, '--module', fifo], {}, /^--module .*fifo: cannot read: is a FIFO, not a regular file$/],
+    [['preflight', '--preflight', '/dev/zero', '--module', 'x.yaml'], {}, /^--preflight \/dev\/zero: cannot read: is a character device, not a regular file$/],
+    [['preflight', '--kernel', K, '--module', 'x.yaml', '--symvers', fifo], {}, /^--symvers .*fifo: cannot read it \(is a FIFO, not a regular file\)$/],
     [['preflight', '--kernel', K, '--from-cluster', '--platform', 'amd64'], env, /^--platform 'amd64' is not os\/arch/],
     [['preflight', '--kernel', K, '--from-cluster', '--parallel', '0'], env, /--parallel must be a positive whole number/],
   ];
