@@ -4,9 +4,9 @@
  * without writing to disk.
  */
 import type { Context } from '../context.js';
-import { listKernelModules } from '../image/kmod-listing.js';
+import { listKernelModules } from '../extract/kmod-listing.js';
 import { openImage } from '../image/open.js';
-import { sourceOptions } from '../image/options.js';
+import { sourceOptions } from './image-source-options.js';
 import { parseTimeout, withDeadline } from '../image/deadline.js';
 import { parseReference } from '../image/reference.js';
 

@@ -14,7 +14,7 @@ import { parseModuleConfig, readConfigText, type ModuleConfig } from '../config/
 import { createWorkerDeps, type WorkerDeps } from '../worker/deps.js';
 import { isModuleLive, loadModule } from '../worker/load.js';
 import { unloadModule } from '../worker/unload.js';
-import { identityString } from '../worker/identity.js';
+import { identityString } from '../config/identity.js';
 import { startHealthServer, type HealthAddress } from './health.js';
 import { watchConfigFile } from './config-watch.js';
 import { beginStep } from '../stop-guard.js';

@@ -4,7 +4,7 @@
  */
 import type { Context } from '../context.js';
 import { oneLine } from '../errors.js';
-import type { ModuleIdentity } from '../worker/identity.js';
+import type { ModuleIdentity } from '../config/identity.js';
 import type { LoadKubeConfigOptions } from './kube.js';
 import type { KubeReporterOptions } from './kube-reporter.js';
 import { noReporter, type Reporter } from './reporter.js';

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import { PatchStrategy, type CoreV1Event } from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
-import { identityString, type ModuleIdentity } from '../worker/identity.js';
+import { identityString, type ModuleIdentity } from '../config/identity.js';
 import { apiStatus, callOptions, describeApiError, type KubeClients } from './kube.js';
 import type { ModuleEvent, Reporter } from './reporter.js';
 

@@ -17,7 +17,7 @@ import {
   type ModprobeRunner,
 } from '../host/runners.js';
 import type { Reporter } from '../report/reporter.js';
-import { checkIdentity, moduleIdentity, type ModuleIdentity } from './identity.js';
+import { checkIdentity, moduleIdentity, type ModuleIdentity } from '../config/identity.js';
 import { SharedDirKmodsSource, lazySource, type KmodsSource } from './kmods-source.js';
 import { modulesOfConfig } from './modprobe-argv.js';
 import { guardedSteps } from '../stop-guard.js';
@@ -61,7 +61,7 @@ export async function createWorkerDeps(ctx: Context, config?: ModuleConfig): Pro
   const depmod: DepmodRunner = new ExecDepmod(opts.depmod, log);
   // the image source (and with it the registry stack) is loaded only when the shared dir has no kmods
   const imageSource = lazySource('image', async () => {
-    const { ImageKmodsSource } = await import('../store/kmods-source.js');
+    const { ImageKmodsSource } = await import('./image-kmods-source.js');
     const { imagesDir, authFile, pullSecretsDir, hostRoot } = opts;
     return new ImageKmodsSource({ imagesDir, authFile, pullSecretsDir, hostRoot, log, progress: process.stderr });
   });

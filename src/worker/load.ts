@@ -3,7 +3,7 @@ import { OperationError } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
 import { kernelMatches } from '../host/host.js';
 import type { WorkerDeps } from './deps.js';
-import { identityString } from './identity.js';
+import { identityString } from '../config/identity.js';
 import { prepareKmods, type PreparedKmods } from './kmods.js';
 import { removeInTreeModules } from './in-tree.js';
 import { checkKmodsFitKernel } from './kmod-checks.js';

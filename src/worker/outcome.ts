@@ -2,7 +2,7 @@
 import { UsageError, oneLine } from '../errors.js';
 import type { ReportReason } from '../report/reporter.js';
 import type { WorkerDeps } from './deps.js';
-import { identityString } from './identity.js';
+import { identityString } from '../config/identity.js';
 
 const WORDING = {
   load: { done: 'ModuleLoaded', failed: 'ModuleLoadFailed', past: 'loaded', where: 'loaded into the kernel' },

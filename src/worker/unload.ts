@@ -1,7 +1,7 @@
 /** DESIGN §7: unload a module — idempotent; in-tree modules are not reloaded. */
 import type { ModuleConfig } from '../config/module-config.js';
 import type { WorkerDeps } from './deps.js';
-import { identityString } from './identity.js';
+import { identityString } from '../config/identity.js';
 import { inUseError } from './in-tree.js';
 import { removeModuleFirmware } from './firmware-steps.js';
 import { modulesOfConfig, unloadArgv } from './modprobe-argv.js';

@@ -2,10 +2,10 @@
  * The kernels and kernel modules an image carries: every `<prefix>/lib/modules/<kver>/...` file that survives the
  * layer stack, read from the layers' tar entries without writing anything to disk.
  */
-import { openImageLayer } from '../extract/image-layer.js';
-import { rawLayerEntries } from '../extract/layer-entries.js';
-import { entryKind, LayerChanges, UpperLayers, type EntryKind } from './merged-listing.js';
-import type { ResolvedImage } from './types.js';
+import { openImageLayer } from './image-layer.js';
+import { rawLayerEntries } from './layer-entries.js';
+import { entryKind, LayerChanges, UpperLayers, type EntryKind } from '../image/merged-listing.js';
+import type { ResolvedImage } from '../image/types.js';
 
 const MODULE_PATH = /^(?:(.*)\/)?lib\/modules\/([^/]+)\/(.+)$/;
 const KO = /\.ko(?:\.(?:xz|zst|gz))?$/;

@@ -8,9 +8,9 @@ import path from 'node:path';
 import type { ModuleConfig } from '../config/module-config.js';
 import { OperationError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { KmodsLocation, KmodsSource } from '../worker/kmods-source.js';
-import { describeDownload, planPull, pullImage, type PullOptions, type PullResult } from './pull.js';
-import { progressReporter } from './progress.js';
+import type { KmodsLocation, KmodsSource } from './kmods-source.js';
+import { describeDownload, planPull, pullImage, type PullOptions, type PullResult } from '../store/pull.js';
+import { progressReporter } from '../store/progress.js';
 
 export interface ImageKmodsSourceOptions {
   imagesDir: string;
