@@ -1,5 +1,5 @@
 /**
- * The command line of DESIGN §3: commands and flags only. Each action loads its command module lazily, so
+ * The command line of README.md "Global options": commands and flags only. Each action loads its command module lazily, so
  * starting `kmm-worker kmod load` does not pay for the Kubernetes client or the registry stack it does not use.
  */
 import { Command, CommanderError, Option } from 'commander';

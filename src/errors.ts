@@ -1,5 +1,5 @@
 /**
- * The two kinds of failure the contract distinguishes (DESIGN §3):
+ * The two kinds of failure the contract distinguishes (README.md "Exit codes"):
  * a UsageError means the command line or config is invalid and nothing was touched (exit 2);
  * an OperationError means the operation itself failed (exit 1).
  * Both carry a one-line message that names the cause; `detail` is extra context printed after it.

@@ -1,4 +1,4 @@
-/** `kmm-worker day1 pull|load|machineconfig` (DESIGN §10): flags in, one flow out. */
+/** `kmm-worker day1 pull|load|machineconfig` (docs/day1.md): flags in, one flow out. */
 import type { Context } from '../context.js';
 import type { Day1Flags } from '../day1/settings.js';
 import type { MachineConfigInput } from '../day1/machineconfig.js';

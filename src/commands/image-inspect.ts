@@ -1,5 +1,5 @@
 /**
- * `kmm-worker image inspect <ref> [--json] [--platform P] [--insecure]` (DESIGN §3, §5): what an image is
+ * `kmm-worker image inspect <ref> [--json] [--platform P] [--insecure]` (docs/images.md): what an image is
  * (digest, media type, platforms, layers) and which kernels and .ko files it carries, read from the layers
  * without writing to disk.
  */

@@ -17,7 +17,7 @@ export interface KmodFlags {
 }
 
 /**
- * `--firmware-path DIR` means both the firmware dir and the firmware_class.path value (DESIGN §3); the
+ * `--firmware-path DIR` means both the firmware dir and the firmware_class.path value (README.md "Global options"); the
  * upstream worker's `--set-firmware-mount-path` / `--set-firmware-class-path` set each one alone.
  */
 function firmwareOptions(flags: KmodFlags): LoadOptions {

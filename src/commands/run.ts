@@ -1,4 +1,4 @@
-/** `kmm-worker run <config>` — the daemon of DESIGN §9. */
+/** `kmm-worker run <config>` — the daemon of docs/daemon.md. */
 import type { Context } from '../context.js';
 import { speakTo } from '../messages.js';
 import { UsageError, exitCodeOf, oneLine } from '../errors.js';

@@ -1,5 +1,5 @@
 /**
- * The ModuleConfig of DESIGN §4 (upstream `kmm.sigs.x-k8s.io/v1beta1` ModuleConfig): strict parsing and
+ * The ModuleConfig of docs/kmod.md, "The config file" (upstream `kmm.sigs.x-k8s.io/v1beta1` ModuleConfig): strict parsing and
  * validation. Every problem is a UsageError whose message starts with the field path, so a user (or the
  * operator's log) sees at once which field to fix.
  */

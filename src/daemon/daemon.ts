@@ -1,5 +1,5 @@
 /**
- * `run` (DESIGN §9): keep the node in the state the config file asks for until told to stop.
+ * `run` (docs/daemon.md): keep the node in the state the config file asks for until told to stop.
  *
  * A reconcile loop, one pass at a time: the WANTED config (last valid content of the file) against the
  * APPLIED one (what this process loaded, or began loading). A pass unloads the applied config when the wanted

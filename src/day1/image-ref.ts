@@ -1,5 +1,5 @@
 /**
- * The Day-1 image reference: the user names a repository, the tag is the running kernel release (DESIGN §10),
+ * The Day-1 image reference: the user names a repository, the tag is the running kernel release (docs/day1.md),
  * so one setting keeps working across kernel upgrades: the pull service fetches the new kernel's image.
  */
 import { OperationError, UsageError } from '../errors.js';

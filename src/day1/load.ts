@@ -1,5 +1,5 @@
 /**
- * `day1 load` (DESIGN §10): before the network, from the local store only. The image is `<repo>:<running kernel>`;
+ * `day1 load` (docs/day1.md): before the network, from the local store only. The image is `<repo>:<running kernel>`;
  * absent from the store is not a failure (the pull service fetches it and reboots), while any failure of a real
  * load is (the unit fails, visible in `systemctl`). No step here can reach the network: the only kmods source is the
  * store lookup, the pull policy is Never, and Events are not reported.

@@ -1,5 +1,5 @@
 /**
- * `day1 pull` (DESIGN §10): after the network is up, make sure the store holds `<repo>:<running kernel>` and that
+ * `day1 pull` (docs/day1.md): after the network is up, make sure the store holds `<repo>:<running kernel>` and that
  * it can serve that kernel; reboot (once) only when this run stored something new, so the load service picks it up
  * early in the next boot. A failed pull never reboots.
  */

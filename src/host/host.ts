@@ -1,5 +1,5 @@
 /**
- * Read-only view of the node (DESIGN §3 `--host-root`): the running kernel and /sys/module. Everything that
+ * Read-only view of the node (README.md "Global options": `--host-root`): the running kernel and /sys/module. Everything that
  * writes goes through HostChanges, so a dry run can swap it for a plan printer.
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
@@ -59,7 +59,7 @@ export class Host {
   }
 }
 
-/** DESIGN §6.2: equal, or equal once a trailing `+` on one side is ignored (GKE COS appends `+`). */
+/** docs/kmod.md, load step 2: equal, or equal once a trailing `+` on one side is ignored (GKE COS appends `+`). */
 export function kernelMatches(running: string, wanted: string): boolean {
   if (running === wanted) return true;
   return running.replace(/\+$/, '') === wanted.replace(/\+$/, '');

@@ -1,5 +1,5 @@
 /**
- * Chooses the Reporter for a command (DESIGN §8): Kubernetes Events when `--report auto`, a node name and
+ * Chooses the Reporter for a command (docs/reporting.md): Kubernetes Events when `--report auto`, a node name and
  * credentials exist; otherwise none. A dry run reports nothing (it touches nothing, the cluster included).
  */
 import type { Context } from '../context.js';

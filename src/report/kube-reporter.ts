@@ -1,5 +1,5 @@
 /**
- * Events on the Node (DESIGN §8), written the way `kubectl describe node` finds them.
+ * Events on the Node (docs/reporting.md), written the way `kubectl describe node` finds them.
  *
  * Repeats: the agent is usually a short-lived process (one `kmod load` per worker pod), so an in-memory
  * correlator like client-go's cannot see the previous event. Instead an event's name is derived from what

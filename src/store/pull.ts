@@ -1,5 +1,5 @@
 /**
- * Pulling into the cache (DESIGN §5): the pull policies, one download per entry across concurrent agents,
+ * Pulling into the cache (docs/cache.md): the pull policies, one download per entry across concurrent agents,
  * and entries that are complete or absent whatever happens to the process.
  */
 import { execFile } from 'node:child_process';
@@ -35,7 +35,7 @@ export interface PullOptions {
   timeoutMs?: number;
 }
 
-/** A complete cache entry as the commands show it (`image pull --json`, `image ls --json`; DESIGN §5). */
+/** A complete cache entry as the commands show it (`image pull --json`, `image ls --json`; docs/cache.md). */
 export interface StoredImage {
   /** normalised reference */
   reference: string;

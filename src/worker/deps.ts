@@ -36,7 +36,7 @@ export interface WorkerDeps {
   /** asked in order; the first location wins */
   sources: KmodsSource[];
   reporter: Reporter;
-  /** `<ns>/<name>` of the Module (DESIGN §8) */
+  /** `<ns>/<name>` of the Module (docs/reporting.md) */
   identity: ModuleIdentity;
   dryRun: boolean;
   /** where the dry-run plan goes */

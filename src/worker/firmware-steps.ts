@@ -1,4 +1,4 @@
-/** DESIGN §6.4 / §7.4 as flow steps: the image's firmware onto the node, firmware_class.path, and back off. */
+/** docs/kmod.md, load step 5 and unload step 4 as flow steps: the image's firmware onto the node, firmware_class.path, and back off. */
 import { join } from 'node:path';
 import { OperationError } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';

@@ -1,5 +1,5 @@
 /**
- * The second source of kmods (DESIGN §6 step 2): when no KMM init container left them in the shared dir, pull
+ * The second source of kmods (docs/kmod.md, load step 3): when no KMM init container left them in the shared dir, pull
  * the config's `containerImage` into the cache with its `imagePullPolicy` and `insecurePull`, selecting only
  * the kernel's modules dir and the firmware dir.
  */

@@ -1,4 +1,4 @@
-/** DESIGN §6.3: take out the in-tree modules an image replaces, with one `modprobe -r -v` on the host's tree. */
+/** docs/kmod.md, load step 4: take out the in-tree modules an image replaces, with one `modprobe -r -v` on the host's tree. */
 import { OperationError } from '../errors.js';
 import type { WorkerDeps } from './deps.js';
 import { planNote } from './plan.js';

@@ -1,5 +1,5 @@
 /**
- * DESIGN §6.2 / §7.2: find the kmods for a config, check they hold the module, and make sure modprobe can use
+ * docs/kmod.md, load step 3 and unload step 2: find the kmods for a config, check they hold the module, and make sure modprobe can use
  * them. A source's tree is never written to: when modules.dep is missing (or the running kernel differs only by
  * a trailing `+`, or there are .ko.gz files), the kernel's directory is copied into a scratch root and fixed up
  * there.

@@ -1,4 +1,4 @@
-/** DESIGN §6: load a module — each step one call, in the contract's order. */
+/** docs/kmod.md, "What load does": load a module — each step one call, in the contract's order. */
 import { OperationError } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
 import { kernelMatches } from '../host/host.js';
@@ -45,7 +45,7 @@ export async function checkKernel(deps: WorkerDeps, config: ModuleConfig): Promi
   return running;
 }
 
-/** DESIGN §6.2: the first kmods source that has them, prepared for modprobe (see prepareKmods). */
+/** docs/kmod.md, load step 3: the first kmods source that has them, prepared for modprobe (see prepareKmods). */
 export function findKmods(deps: WorkerDeps, config: ModuleConfig, runningKernel: string): Promise<PreparedKmods> {
   return prepareKmods({
     sources: deps.sources,

@@ -1,4 +1,4 @@
-/** The modprobe command lines of DESIGN §6.5 and §7.3, and the module names a raw argv names. */
+/** The modprobe command lines of docs/kmod.md, load step 6 and unload step 3, and the module names a raw argv names. */
 import type { ModuleConfig } from '../config/module-config.js';
 
 /** The load calls, in order: rawArgs.load alone; else modulesLoadingOrder last→second, then moduleName. */

@@ -1,4 +1,4 @@
-/** DESIGN §8 for both flows: how a load or an unload ended is logged and told to the cluster. */
+/** docs/reporting.md for both flows: how a load or an unload ended is logged and told to the cluster. */
 import { UsageError, oneLine } from '../errors.js';
 import type { ReportReason } from '../report/reporter.js';
 import type { WorkerDeps } from './deps.js';

@@ -1,4 +1,4 @@
-/** DESIGN §7: unload a module — idempotent; in-tree modules are not reloaded. */
+/** docs/kmod.md, "What unload does": unload a module — idempotent; in-tree modules are not reloaded. */
 import type { ModuleConfig } from '../config/module-config.js';
 import type { WorkerDeps } from './deps.js';
 import { identityString } from '../config/identity.js';

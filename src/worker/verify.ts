@@ -1,4 +1,4 @@
-/** DESIGN §6.6: what is live in the kernel must be what the image shipped. */
+/** docs/kmod.md, load step 7: what is live in the kernel must be what the image shipped. */
 import { OperationError } from '../errors.js';
 import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
 import type { WorkerDeps } from './deps.js';

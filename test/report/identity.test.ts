@@ -1,4 +1,4 @@
-// DESIGN §8: the <ns>/<name> Events carry — flags/env first, then the pod's namespace, then moduleName.
+// docs/reporting.md: the <ns>/<name> Events carry — flags/env first, then the pod's namespace, then moduleName.
 import t from 'tap';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
