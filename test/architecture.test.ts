@@ -19,10 +19,9 @@ export const LAYERS: { name: string; units: string[] }[] = [
   { name: 'flows', units: ['day1', 'diagnose', 'preflight'] },
   { name: 'worker', units: ['worker'] },
   { name: 'services', units: ['report', 'store'] },
-  { name: 'readers', units: ['extract', 'kmod'] },
-  { name: 'host', units: ['host'] },
+  { name: 'adapters', units: ['extract', 'host'] },
   { name: 'config', units: ['config'] },
-  { name: 'oci', units: ['image'] },
+  { name: 'formats', units: ['image', 'kmod'] },
   {
     name: 'core',
     units: ['errors.ts', 'log.ts', 'log-format.ts', 'messages.ts', 'bounded-read.ts', 'duration.ts', 'version.ts',

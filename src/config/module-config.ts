@@ -7,6 +7,7 @@ import { isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'ya
 import { UsageError } from '../errors.js';
 import { MAX_CONFIG_BYTES, readRegularFile } from '../bounded-read.js';
 import { parseReference } from '../image/reference.js';
+import { normaliseModuleName } from '../kmod/names.js';
 
 export type ImagePullPolicy = 'IfNotPresent' | 'Always' | 'Never';
 
@@ -69,9 +70,6 @@ export function shown(v: string): string {
 }
 
 const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
-
-/** `-` and `_` are the same in module names (the kernel stores `_`). */
-export const normaliseModuleName = (name: string) => name.replaceAll('-', '_');
 
 type Path = string;
 const child = (path: Path, key: string) => (path ? `${path}.${key}` : key);

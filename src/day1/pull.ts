@@ -7,7 +7,7 @@ import type { Context } from '../context.js';
 import { OperationError } from '../errors.js';
 import { Host } from '../host/host.js';
 import { day1ImageReference } from './image-ref.js';
-import { findModuleFile, kernelModulesDir } from './kmod-file.js';
+import { findModuleKo, kernelModulesDir } from '../kmod/find-ko.js';
 import { prefetchOtherKernels } from './prefetch.js';
 import type { RpmOstreeStatus } from './installed-kernels.js';
 import { runRebootCommand } from './reboot.js';
@@ -24,7 +24,7 @@ export interface Day1PullPorts {
 /** The stored image must carry the module for this kernel, or the next boot's load could only fail. */
 async function checkServesKernel(image: StoredImage, ref: string, settings: Day1Settings, kernel: string): Promise<string> {
   const dir = kernelModulesDir(image.root, settings.dirName, kernel);
-  const ko = await findModuleFile(dir, settings.moduleName);
+  const ko = await findModuleKo(dir, settings.moduleName);
   if (!ko) {
     throw new OperationError(
       `image ${ref}@${image.digest} has no ${settings.moduleName}.ko under ${settings.dirName}/lib/modules/${kernel}: it cannot be loaded on this kernel`,

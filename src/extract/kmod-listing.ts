@@ -6,9 +6,9 @@ import { openImageLayer } from './image-layer.js';
 import { rawLayerEntries } from './layer-entries.js';
 import { entryKind, LayerChanges, UpperLayers, type EntryKind } from '../image/merged-listing.js';
 import type { ResolvedImage } from '../image/types.js';
+import { isKoFile } from '../kmod/names.js';
 
 const MODULE_PATH = /^(?:(.*)\/)?lib\/modules\/([^/]+)\/(.+)$/;
-const KO = /\.ko(?:\.(?:xz|zst|gz))?$/;
 
 export interface KernelListing {
   /** kernel release → .ko paths relative to the image root, sorted */
@@ -43,7 +43,7 @@ export async function listKernelModules(image: ResolvedImage, opts: { signal?: A
   for (const [p, kind] of files) {
     const m = MODULE_PATH.exec(p)!;
     const list = (kernels[m[2]!] ??= []);
-    if (kind === 'file' && KO.test(m[3]!)) list.push(p);
+    if (kind === 'file' && isKoFile(m[3]!)) list.push(p);
   }
   const sorted: Record<string, string[]> = {};
   for (const k of Object.keys(kernels).sort()) sorted[k] = kernels[k]!.sort();

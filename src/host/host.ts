@@ -5,7 +5,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OperationError } from '../errors.js';
-import { normaliseModuleName } from '../config/module-config.js';
+import { normaliseModuleName } from '../kmod/names.js';
 
 export type ModuleState =
   | { kind: 'absent' }
@@ -59,8 +59,3 @@ export class Host {
   }
 }
 
-/** docs/kmod.md, load step 2: equal, or equal once a trailing `+` on one side is ignored (GKE COS appends `+`). */
-export function kernelMatches(running: string, wanted: string): boolean {
-  if (running === wanted) return true;
-  return running.replace(/\+$/, '') === wanted.replace(/\+$/, '');
-}

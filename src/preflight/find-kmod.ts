@@ -9,6 +9,7 @@ import type { ResolvedImage } from '../image/types.js';
 import { openImageLayer } from '../extract/image-layer.js';
 import { rawLayerEntries } from '../extract/layer-entries.js';
 import { canonicalPath, entryKind, LayerChanges, resolveInImage, UpperLayers } from '../image/merged-listing.js';
+import { isKoFile, moduleNameOfFile, normaliseModuleName } from '../kmod/names.js';
 
 export interface KmodQuery {
   /** modprobe.dirName, e.g. `/opt` */
@@ -38,14 +39,6 @@ export type KmodSearchResult =
       modulesForKernel: string[];
     };
 
-const KO = /\.ko(?:\.(?:xz|zst|gz))?$/;
-
-/** modprobe treats `-` and `_` in module names alike. */
-export function moduleStem(fileName: string): string | undefined {
-  const m = KO.exec(fileName);
-  return m ? fileName.slice(0, m.index).replaceAll('-', '_') : undefined;
-}
-
 export async function findKmodInImage(
   image: ResolvedImage,
   query: KmodQuery,
@@ -57,10 +50,10 @@ export async function findKmodInImage(
 ): Promise<KmodSearchResult> {
   const modulesRoot = canonicalPath(`${query.dirName}/lib/modules`);
   const kernelDir = canonicalPath(`${modulesRoot}/${query.kernelVersion}`);
-  const wanted = query.moduleName?.replaceAll('-', '_');
+  const wanted = query.moduleName === undefined ? undefined : normaliseModuleName(query.moduleName);
   const isWanted = (path: string, dir: string): boolean => {
     if (!path.startsWith(`${dir}/`)) return false;
-    const stem = moduleStem(posix.basename(path));
+    const stem = moduleNameOfFile(posix.basename(path));
     return stem !== undefined && (wanted === undefined || stem === wanted);
   };
 
@@ -83,14 +76,14 @@ export async function findKmodInImage(
         }
       }
       const path = changes.record(header.name, kind);
-      if (path !== undefined && kind === 'file' && KO.test(path) && opts.collect?.(`/${path}`)) {
+      if (path !== undefined && kind === 'file' && isKoFile(path) && opts.collect?.(`/${path}`)) {
         const chunks: Buffer[] = [];
         for await (const chunk of stream) chunks.push(chunk);
         collected.set(`/${path}`, Buffer.concat(chunks));
       } else await stream.skip();
       if (path === undefined) continue;
       if (kind === 'symlink' && header.linkname) symlinks.set(path, header.linkname);
-      if (kind !== 'file' || !KO.test(path)) continue;
+      if (kind !== 'file' || !isKoFile(path)) continue;
       kmods.add(path);
       if (foundPath === undefined && isWanted(path, kernelDir)) foundPath = `/${path}`;
     }
@@ -112,7 +105,7 @@ export async function findKmodInImage(
     if (!p.startsWith(`${realModulesRoot}/`)) continue;
     const kver = p.slice(realModulesRoot.length + 1).split('/')[0]!;
     kernels.add(kver);
-    if (p.startsWith(`${realKernelDir}/`)) modulesForKernel.add(moduleStem(posix.basename(p))!);
+    if (p.startsWith(`${realKernelDir}/`)) modulesForKernel.add(moduleNameOfFile(posix.basename(p))!);
   }
   return {
     found: false,

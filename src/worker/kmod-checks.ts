@@ -5,7 +5,8 @@
  * A module that cannot load stops the load here, with the in-tree modules and the firmware untouched.
  */
 import { OperationError } from '../errors.js';
-import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
+import type { ModuleConfig } from '../config/module-config.js';
+import { normaliseModuleName } from '../kmod/names.js';
 import { readKoFile, type KoFile } from '../kmod/ko-file.js';
 import { modinfoField } from '../kmod/elf.js';
 import { signatureVerdict, symbolsVerdict, vermagicVerdict, type Verdict } from '../kmod/verdicts.js';

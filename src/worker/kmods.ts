@@ -9,18 +9,18 @@
  * kernel gets the same bytes; srcversion is unchanged) and depmod indexes the .ko files.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { cp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { cp, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { basename, isAbsolute, join } from 'node:path';
 import type { Logger } from '../log.js';
 import { OperationError } from '../errors.js';
-import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
+import type { ModuleConfig } from '../config/module-config.js';
+import { findModuleKo, gzippedKos } from '../kmod/find-ko.js';
+import { KO_FORMS, moduleNameOfPath } from '../kmod/names.js';
 import type { DepmodRunner } from '../host/runners.js';
 import { makeTempDir } from '../host/temp-dir.js';
 import type { KmodsLocation, KmodsSource } from './kmods-source.js';
-
-const KO = /\.ko(\.xz|\.zst|\.gz)?$/;
 
 export interface PreparedKmods extends KmodsLocation {
   kernelVersion: string;
@@ -63,24 +63,10 @@ export async function readModulesDep(kernelDir: string): Promise<Map<string, str
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
     const rel = line.slice(0, colon).trim();
-    const name = normaliseModuleName(basename(rel).replace(KO, ''));
+    const name = moduleNameOfPath(rel);
     map.set(name, isAbsolute(rel) ? rel : join(kernelDir, rel));
   }
   return map;
-}
-
-/** Finds `<name>.ko[.xz|.zst|.gz]` anywhere under dir (not following symlinks such as KMM's `host` link). */
-async function findKo(dir: string, name: string): Promise<string | undefined> {
-  const want = normaliseModuleName(name);
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  const hit = entries.find((e) => e.isFile() && KO.test(e.name) && normaliseModuleName(e.name.replace(KO, '')) === want);
-  return hit ? join(hit.parentPath, hit.name) : undefined;
-}
-
-/** Every `.ko.gz` under dir (not following symlinks). */
-async function gzippedKos(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile() && e.name.endsWith('.ko.gz')).map((e) => join(e.parentPath, e.name));
 }
 
 /** Replaces each .ko.gz of the scratch tree with its .ko, so a kmod without zlib can load it. */
@@ -119,10 +105,10 @@ export async function prepareKmods(opts: {
     throw new OperationError(`${loc.origin} has no lib/modules/${kver} under ${config.modprobe.dirName}`);
   }
   if (config.modprobe.moduleName) {
-    const ko = await findKo(kernelDir, config.modprobe.moduleName);
+    const ko = await findModuleKo(kernelDir, config.modprobe.moduleName);
     if (!ko) {
       throw new OperationError(
-        `modprobe.moduleName: ${config.modprobe.moduleName}.ko (or .ko.xz/.ko.zst/.ko.gz) is not under ${kernelDir}`,
+        `modprobe.moduleName: ${config.modprobe.moduleName}${KO_FORMS} is not under ${kernelDir}`,
       );
     }
   }

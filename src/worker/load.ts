@@ -1,7 +1,7 @@
 /** docs/kmod.md, "What load does": load a module — each step one call, in the contract's order. */
 import { OperationError } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
-import { kernelMatches } from '../host/host.js';
+import { kernelMatches } from '../kmod/names.js';
 import type { WorkerDeps } from './deps.js';
 import { identityString } from '../config/identity.js';
 import { prepareKmods, type PreparedKmods } from './kmods.js';

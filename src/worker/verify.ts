@@ -1,6 +1,7 @@
 /** docs/kmod.md, load step 7: what is live in the kernel must be what the image shipped. */
 import { OperationError } from '../errors.js';
-import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
+import type { ModuleConfig } from '../config/module-config.js';
+import { normaliseModuleName } from '../kmod/names.js';
 import type { WorkerDeps } from './deps.js';
 import type { PreparedKmods } from './kmods.js';
 import { modulesOfConfig } from './modprobe-argv.js';

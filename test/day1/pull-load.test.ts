@@ -49,7 +49,17 @@ const noModule = await buildLayout({
   tag: 'no-module',
   layers: [{ [`${modulesDir}/extra/kmm_standalone.ko`]: await readFile(kmods.ko.kmm_standalone!) }],
 });
+// the module only as a symlink to a file elsewhere in the image: the load never takes a symlinked .ko
+const symlinked = await buildLayout({
+  dir: join(work, 'layout'),
+  tag: 'symlinked',
+  layers: [{
+    'opt/payload/kmm_hello.bin': await readFile(kmods.ko.kmm_hello!),
+    [`${modulesDir}/extra/kmm_hello.ko`]: { symlink: '../../../../payload/kmm_hello.bin' },
+  }],
+});
 await pushImage(good, registry, `day1/kmod:${kver}`);
+await pushImage(symlinked, registry, `day1/symlinked:${kver}`);
 await pushImage(noModule, registry, `day1/other:${kver}`);
 const repo = `${registry.host}/day1/kmod`;
 
@@ -122,6 +132,20 @@ t.test('a pull of an image without the module for this kernel fails and never re
   t.equal(r.code, 1, r.stderr);
   t.match(r.stderr, new RegExp(`has no kmm_hello\\.ko under /opt/lib/modules/${kver.replaceAll('.', '\\.')}`));
   t.same(await reboots(), [], 'no reboot');
+});
+
+t.test('a pull agrees with the load: an image whose module .ko is only a symlink is refused, no reboot', async (t) => {
+  const other = await makeNode('symlinked');
+  const image = `${registry.host}/day1/symlinked`;
+  const pull = await other.run(pullArgs(image));
+  t.equal(pull.code, 1, pull.stderr);
+  t.match(pull.stderr, `no kmm_hello.ko under /opt/lib/modules/${kver}`);
+  t.same(await reboots(), [], 'no reboot for an image the load would refuse');
+  // what the next boot's load would have said about the stored image
+  const load = await other.run(loadArgs(image));
+  t.equal(load.code, 1, load.stderr);
+  t.match(load.stderr, 'kmm_hello.ko (or .ko.xz/.ko.zst/.ko.gz) is not under');
+  t.same(await other.argv(), [], 'no modprobe');
 });
 
 t.test('a pull from an unreachable registry fails and never reboots', async (t) => {

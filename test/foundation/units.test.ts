@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { parseModuleConfig } from '../../src/config/module-config.js';
-import { kernelMatches } from '../../src/host/host.js';
+import { kernelMatches } from '../../src/kmod/names.js';
 import { loadArgvs, modulesOfArgv, unloadArgv } from '../../src/worker/modprobe-argv.js';
 import { createWorkerDeps } from '../../src/worker/deps.js';
 import { isModuleLive } from '../../src/worker/load.js';
