@@ -45,7 +45,7 @@ export interface ModuleConfig {
   modprobe: ModprobeSpec;
 }
 
-const PULL_POLICIES: readonly ImagePullPolicy[] = ['IfNotPresent', 'Always', 'Never'];
+export const PULL_POLICIES: readonly ImagePullPolicy[] = ['IfNotPresent', 'Always', 'Never'];
 // Module names as the kernel knows them (KBUILD_MODNAME); nothing that could become a path or an option.
 const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
 // A kernel release names a directory: no separators, no whitespace, not "." or "..".

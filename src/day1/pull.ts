@@ -12,7 +12,7 @@ import { prefetchOtherKernels } from './prefetch.js';
 import type { RpmOstreeStatus } from './installed-kernels.js';
 import { runRebootCommand } from './reboot.js';
 import type { Day1Settings } from './settings.js';
-import { openDay1Store, storeSelection, type Day1Store, type StoredImage } from './store.js';
+import { openDay1Store, storeSelection, type Day1Store, type Day1Image } from './store.js';
 
 export interface Day1PullPorts {
   store: Day1Store;
@@ -22,7 +22,7 @@ export interface Day1PullPorts {
 }
 
 /** The stored image must carry the module for this kernel, or the next boot's load could only fail. */
-async function checkServesKernel(image: StoredImage, ref: string, settings: Day1Settings, kernel: string): Promise<string> {
+async function checkServesKernel(image: Day1Image, ref: string, settings: Day1Settings, kernel: string): Promise<string> {
   const dir = kernelModulesDir(image.root, settings.dirName, kernel);
   const ko = await findModuleKo(dir, settings.moduleName);
   if (!ko) {

@@ -16,12 +16,12 @@ import type { ResolvedImage } from '../image/types.js';
 import type { Logger } from '../log.js';
 import { acquireLock } from './lock.js';
 import { entryKey, fsyncDir, StoreDir, type EntryMeta, type StoredEntry } from './store-dir.js';
+import { PULL_POLICIES, type ImagePullPolicy } from '../config/module-config.js';
 
-export type PullPolicy = 'IfNotPresent' | 'Always' | 'Never';
 
 export interface PullOptions {
   imagesDir: string;
-  policy: PullPolicy;
+  policy: ImagePullPolicy;
   selection: Selection;
   insecure?: boolean;
   platform?: string;
@@ -53,12 +53,10 @@ export interface PullResult extends StoredImage {
   fromCache: boolean;
 }
 
-const POLICIES: readonly PullPolicy[] = ['IfNotPresent', 'Always', 'Never'];
-
-export function parsePullPolicy(value: string | undefined, field = '--pull-policy'): PullPolicy {
+export function parsePullPolicy(value: string | undefined, field = '--pull-policy'): ImagePullPolicy {
   if (value === undefined || value === '') return 'IfNotPresent';
   // `--pull-policy always` as people type it; the Kubernetes spelling is the canonical one
-  const policy = POLICIES.find((p) => p.toLowerCase() === value.toLowerCase());
+  const policy = PULL_POLICIES.find((p) => p.toLowerCase() === value.toLowerCase());
   if (policy) return policy;
   throw new UsageError(`${field} must be one of IfNotPresent, Always, Never; got '${value}'`);
 }
