@@ -9,7 +9,7 @@
  *   for (const layer of img.layers) (await img.openBlob(layer)).pipe(...)
  */
 import { createHash } from 'node:crypto';
-import { OperationError, UsageError } from '../errors.js';
+import { OperationError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { credentialPlaces, loadCredentials } from './credentials.js';
@@ -121,7 +121,7 @@ async function firstServing<T>(ref: RegistryReference, opts: OpenImageOptions, l
       }
       failedMirrors++;
       lastError = err;
-      log.warn({ image: ref.name, location: loc.ref.name, reason: err instanceof Error ? err.message : String(err) },
+      log.warn({ image: ref.name, location: loc.ref.name, reason: errorMessage(err) },
         'mirror failed; trying the next location');
     }
   }

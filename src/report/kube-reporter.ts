@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import { identityString, type ModuleIdentity } from '../config/identity.js';
 import { apiStatus, callOptions, describeApiError, type KubeClients } from './kube.js';
 import type { ModuleEvent, Reporter } from './reporter.js';
+import { errorMessage } from '../errors.js';
 
 export const REPORTING_COMPONENT = 'kmm-worker';
 export const EVENT_NAMESPACE = 'default';
@@ -119,7 +120,7 @@ export function createKubeReporter(opts: KubeReporterOptions): Reporter {
       log.warn({ missingPermission: { verb, resource, namespace: resource === 'events' ? EVENT_NAMESPACE : undefined } },
         `${what}: permission denied: not allowed to "${verb}" ${resource}${resource === 'events' ? ` in namespace "${EVENT_NAMESPACE}"` : ''} (RBAC; deploy/rbac.yaml grants what is needed)`);
     } else {
-      log.warn(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      log.warn(`${what}: ${errorMessage(err)}`);
     }
   }
 

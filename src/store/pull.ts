@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { lstat, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { OperationError, UsageError } from '../errors.js';
+import { OperationError, UsageError, errorMessage } from '../errors.js';
 import { extractImage, type LayerProgress } from '../extract/extract-image.js';
 import { selectionPrefixes, type KernelSelection, type Selection } from '../extract/selection.js';
 import { DEFAULT_OPERATION_TIMEOUT_MS, withDeadline } from '../image/deadline.js';
@@ -277,7 +277,7 @@ async function writeEntry(
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     if (err instanceof OperationError || err instanceof UsageError || opts.signal?.aborted) throw err;
-    const msg = err instanceof Error ? err.message : String(err);
+    const msg = errorMessage(err);
     throw new OperationError(`cannot store image ${opts.reference} in ${store.dir}: ${msg}`, { cause: err });
   }
 }
@@ -318,6 +318,6 @@ async function syncFilesystem(dir: string, log: Logger): Promise<void> {
   try {
     await run('sync', ['-f', dir]);
   } catch (err) {
-    log.warn({ dir, err: err instanceof Error ? err.message : String(err) }, 'could not sync the new cache entry to disk');
+    log.warn({ dir, err: errorMessage(err) }, 'could not sync the new cache entry to disk');
   }
 }
