@@ -15,6 +15,7 @@ const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 /** Top to bottom. A unit is a folder of src/ ('commands') or a file at src/'s root ('cli.ts'). */
 export const LAYERS: { name: string; units: string[] }[] = [
   { name: 'cli', units: ['cli.ts', 'completion.ts', 'help-examples.ts', 'commands'] },
+  { name: 'app', units: ['app'] },
   { name: 'daemon', units: ['daemon'] },
   { name: 'flows', units: ['day1', 'diagnose', 'preflight'] },
   { name: 'worker', units: ['worker'] },

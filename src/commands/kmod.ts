@@ -3,7 +3,7 @@ import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { absoluteHostPath } from '../config/host-path.js';
 import { readModuleConfig } from '../config/module-config.js';
-import { createWorkerDeps } from '../worker/deps.js';
+import { createWorkerDeps } from '../app/worker-deps.js';
 import { loadModule, type LoadOptions } from '../worker/load.js';
 import { unloadModule } from '../worker/unload.js';
 import { speakTo } from '../messages.js';

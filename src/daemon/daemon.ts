@@ -11,7 +11,7 @@
 import type { Context } from '../context.js';
 import { OperationError, UsageError, oneLine } from '../errors.js';
 import { parseModuleConfig, readConfigText, type ModuleConfig } from '../config/module-config.js';
-import { createWorkerDeps, type WorkerDeps } from '../worker/deps.js';
+import type { WireWorker, WorkerDeps } from '../worker/ports.js';
 import { isModuleLive, loadModule } from '../worker/load.js';
 import { unloadModule } from '../worker/unload.js';
 import { identityString } from '../config/identity.js';
@@ -38,7 +38,11 @@ interface Applied {
 
 const keyOf = (c: ModuleConfig) => JSON.stringify(c);
 
-export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<void> {
+/**
+ * `wire` builds a load's or an unload's ports for a config and a stop signal: the command decides how (the
+ * daemon's own loads must not report a failure that is only its shutdown).
+ */
+export async function runModuleDaemon(ctx: Context, o: DaemonOptions, wire: WireWorker): Promise<void> {
   const { log } = ctx;
   const stop = ctx.signal;
   const maxBackoffMs = o.maxBackoffMs ?? 300_000;
@@ -58,13 +62,7 @@ export async function runModuleDaemon(ctx: Context, o: DaemonOptions): Promise<v
   let prefetching: Promise<unknown> = Promise.resolve();
   let prefetchedKey: string | undefined;
 
-  const depsFor = async (config: ModuleConfig, signal: AbortSignal): Promise<WorkerDeps> => {
-    const deps = await createWorkerDeps({ ...ctx, signal }, config);
-    const reporter = deps.reporter;
-    // a load cut short by the shutdown is not a failure worth a Warning on the Node
-    deps.reporter = { report: (ev) => (stop.aborted && ev.reason === 'ModuleLoadFailed' ? Promise.resolve() : reporter.report(ev)) };
-    return deps;
-  };
+  const depsFor = (config: ModuleConfig, signal: AbortSignal): Promise<WorkerDeps> => wire(config, { signal });
 
   async function unloadApplied(signal: AbortSignal): Promise<void> {
     const a = applied!;

@@ -4,7 +4,7 @@ import { OperationError } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
 import { DEFAULT_FIRMWARE_DIR, FIRMWARE_CLASS_PATH } from '../host/host.js';
 import { installFirmware, removeFirmware, type FirmwareOwner } from '../host/firmware.js';
-import type { WorkerDeps } from './deps.js';
+import type { WorkerDeps } from './ports.js';
 import type { KmodsLocation } from './kmods-source.js';
 import { modulesOfConfig } from './modprobe-argv.js';
 

@@ -20,13 +20,15 @@ export interface ImageKmodsSourceOptions {
   log: Logger;
   /** where TTY progress goes (stderr); none = one log line per layer only */
   progress?: NodeJS.WriteStream;
+  /** a dry run never fills the cache: a cached image is used as is, a missing one is only described */
+  dryRun?: boolean;
 }
 
 export class ImageKmodsSource implements KmodsSource {
   readonly name = 'image';
   constructor(private readonly opts: ImageKmodsSourceOptions) {}
 
-  async locate(config: ModuleConfig, o: { signal?: AbortSignal; dryRun?: boolean }): Promise<KmodsLocation | undefined> {
+  async locate(config: ModuleConfig, o: { signal?: AbortSignal }): Promise<KmodsLocation | undefined> {
     const { dirName, firmwarePath, modprobedDir } = config.modprobe;
     const progress = progressReporter(this.opts.progress, this.opts.log, config.containerImage);
     const pullOpts: PullOptions = {
@@ -47,7 +49,7 @@ export class ImageKmodsSource implements KmodsSource {
       onProgress: progress?.update,
     };
     let pulled: PullResult;
-    if (o.dryRun) {
+    if (this.opts.dryRun) {
       // a dry run never fills the cache: a cached image is used as is, a missing one is only described
       progress?.done();
       const plan = await planPull(config.containerImage, pullOpts);

@@ -19,7 +19,7 @@ export interface KmodsLocation {
 export interface KmodsSource {
   name: string;
   /** undefined: this source has nothing for the config (the next source is asked) */
-  locate(config: ModuleConfig, opts: { signal?: AbortSignal; dryRun?: boolean }): Promise<KmodsLocation | undefined>;
+  locate(config: ModuleConfig, opts: { signal?: AbortSignal }): Promise<KmodsLocation | undefined>;
 }
 
 async function isDir(path: string): Promise<boolean> {

@@ -40,11 +40,11 @@ const exists = (p: string) => stat(p).then(() => true, () => false);
 export async function locateKmods(
   sources: KmodsSource[],
   config: ModuleConfig,
-  opts: { signal?: AbortSignal; dryRun?: boolean; log: Logger },
+  opts: { signal?: AbortSignal; log: Logger },
 ): Promise<KmodsLocation> {
   const tried: string[] = [];
   for (const source of sources) {
-    const loc = await source.locate(config, { ...(opts.signal ? { signal: opts.signal } : {}), dryRun: opts.dryRun ?? false });
+    const loc = await source.locate(config, opts.signal ? { signal: opts.signal } : {});
     if (loc) {
       opts.log.info({ source: source.name, origin: loc.origin }, `kmods for ${config.kernelVersion} found in ${loc.origin}`);
       return loc;
@@ -95,7 +95,6 @@ export async function prepareKmods(opts: {
   depmod: DepmodRunner;
   log: Logger;
   signal?: AbortSignal;
-  dryRun?: boolean;
 }): Promise<PreparedKmods> {
   const { config, log } = opts;
   const kver = config.kernelVersion;

@@ -2,7 +2,7 @@
 import { OperationError } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
 import { kernelMatches } from '../kmod/names.js';
-import type { WorkerDeps } from './deps.js';
+import type { WorkerDeps } from './ports.js';
 import { identityString } from '../config/identity.js';
 import { prepareKmods, type PreparedKmods } from './kmods.js';
 import { removeInTreeModules } from './in-tree.js';
@@ -10,7 +10,6 @@ import { checkKmodsFitKernel } from './kmod-checks.js';
 import { copyImageFirmware, setFirmwareClassPath } from './firmware-steps.js';
 import { loadArgvs } from './modprobe-argv.js';
 import { verifyLoaded } from './verify.js';
-import { planNote } from './plan.js';
 import { withReportedOutcome } from './outcome.js';
 import { stageModprobeConfig, type StagedModprobeConfig } from './modprobe-conf.js';
 
@@ -53,11 +52,10 @@ export function findKmods(deps: WorkerDeps, config: ModuleConfig, runningKernel:
     runningKernel,
     depmod: deps.depmod,
     log: deps.log,
-    dryRun: deps.dryRun,
     ...(deps.signal ? { signal: deps.signal } : {}),
   }).then((kmods) => {
     if (kmods.scratch) {
-      planNote(deps, `# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)`);
+      deps.plan.print(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)`);
     }
     return kmods;
   });
@@ -68,19 +66,19 @@ export async function stageModprobeFiles(deps: WorkerDeps, config: ModuleConfig,
   const staged = await stageModprobeConfig(deps.modprobe, config, kmods.imageRoot);
   if (staged.dir) {
     deps.log.info({ modprobedDir: config.modprobe.modprobedDir, staged: staged.dir }, `modprobe also reads the image's ${config.modprobe.modprobedDir}`);
-    planNote(deps, `# modprobe also reads the image's ${config.modprobe.modprobedDir}, staged in ${staged.dir} (removed when done)`);
+    deps.plan.print(`# modprobe also reads the image's ${config.modprobe.modprobedDir}, staged in ${staged.dir} (removed when done)`);
   }
   return staged;
 }
 
 export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: LoadOptions = {}): Promise<void> {
   await withReportedOutcome(deps, 'load', async () => {
-    planNote(deps, `# dry run: load ${identityString(deps.identity)} for kernel ${config.kernelVersion}`);
+    deps.plan.print(`# dry run: load ${identityString(deps.identity)} for kernel ${config.kernelVersion}`);
     const running = await checkKernel(deps, config);
     const kmods = await findKmods(deps, config, running);
     let staged: StagedModprobeConfig | undefined;
     try {
-      planNote(deps, `# kmods from ${kmods.origin}`);
+      deps.plan.print(`# kmods from ${kmods.origin}`);
       await checkKmodsFitKernel(deps, config, kmods);
       staged = await stageModprobeFiles(deps, config, kmods);
       const withConf: WorkerDeps = { ...deps, modprobe: staged.modprobe };

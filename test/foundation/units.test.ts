@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { parseModuleConfig } from '../../src/config/module-config.js';
 import { kernelMatches } from '../../src/kmod/names.js';
 import { loadArgvs, modulesOfArgv, unloadArgv } from '../../src/worker/modprobe-argv.js';
-import { createWorkerDeps } from '../../src/worker/deps.js';
+import { createWorkerDeps } from '../../src/app/worker-deps.js';
 import { isModuleLive } from '../../src/worker/load.js';
 import { silentLogger } from '../../src/log.js';
 import type { Context, GlobalOptions } from '../../src/context.js';
