@@ -44,7 +44,7 @@ function globalOptions(o: Opts): GlobalOptions {
   };
 }
 
-/** Runs one command with a context; maps errors to the exit codes of §3 and prints the one-line cause. */
+/** Runs one command with a context; maps errors to the exit codes of README.md "Exit codes" and prints the one-line cause. */
 async function execute(cmd: Command, action: (ctx: Context) => Promise<number | void>): Promise<void> {
   const opts = globalOptions(cmd.optsWithGlobals());
   let log: Logger;

@@ -37,7 +37,7 @@ export async function runDaemon(ctx: Context, configPath: string, flags: RunFlag
       createWorkerDeps(ctx, config, { ...choices, quietFailuresAfter: ctx.signal });
     await runModuleDaemon(ctx, { configPath, firmwarePath, healthAddr, checkIntervalMs: Math.round(seconds * 1000) }, wire);
   } catch (err) {
-    // §9: SIGTERM/SIGINT is how the daemon is meant to stop, so its code is the unload's outcome, not 143/130
+    // docs/daemon.md: SIGTERM/SIGINT is how the daemon is meant to stop, so its code is the unload's outcome, not 143/130
     if (!ctx.signal.aborted) throw err;
     ctx.log.error({ exitCode: exitCodeOf(err) }, oneLine(err));
     return exitCodeOf(err);

@@ -5,71 +5,20 @@
  * Host; the module is the project's real kmm_hello.ko.
  */
 import t from 'tap';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseModuleConfig } from '../../src/config/module-config.js';
-import { Host } from '../../src/host/host.js';
-import type { HostChanges } from '../../src/host/changes.js';
-import { silentLogger } from '../../src/log.js';
 import { loadModule } from '../../src/worker/load.js';
 import { unloadModule } from '../../src/worker/unload.js';
-import { noPlan, printedPlan } from '../../src/worker/plan.js';
+import { printedPlan } from '../../src/worker/plan.js';
 import type { WorkerDeps } from '../../src/worker/ports.js';
-import { makeHostRoot, type HostRoot } from '../helpers/host-root.js';
+import { makeHostRoot } from '../helpers/host-root.js';
+import { SRCVERSION, fakePorts, makeKmodsTree } from '../helpers/worker-ports.js';
 import { ensureTestKmods } from '../kmods/kmods.js';
 
 const kmods = await ensureTestKmods();
 const kver = kmods.kver;
-const SRCVERSION = 'ABCDEF0123456789ABCDEF0';
-
-/** A shared-dir style kmods tree: lib/modules/<kver>/extra/kmm_hello.ko with its modules.dep, and firmware. */
-async function kmodsTree(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'kmm-flows-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const kernelDir = join(dir, 'lib/modules', kver);
-  await mkdir(join(kernelDir, 'extra'), { recursive: true });
-  await copyFile(kmods.ko.kmm_hello!, join(kernelDir, 'extra/kmm_hello.ko'));
-  await writeFile(join(kernelDir, 'modules.dep'), 'extra/kmm_hello.ko:\n');
-  await mkdir(join(dir, 'firmware'), { recursive: true });
-  await writeFile(join(dir, 'firmware/kmm_fw.bin'), 'firmware\n');
-  return dir;
-}
-
-/** Fake ports around one journal; modprobe plays the kernel in the host root. */
-function fakePorts(host: HostRoot, tree: string, journal: string[]): WorkerDeps {
-  const record = (what: string) => async (...args: string[]) => {
-    journal.push(`${what} ${args.map((a) => a.replace(host.root, '<host>')).join(' ')}`);
-  };
-  const changes: HostChanges = {
-    mkdir: record('mkdir'),
-    copyFile: (src, dest) => record('copy')(dest),
-    symlink: record('symlink'),
-    writeFile: (path) => record('write')(path),
-    writeParameter: record('parameter'),
-    removeFile: record('remove'),
-    removeEmptyDir: async (p) => (await record('rmdir')(p), true),
-  };
-  return {
-    host: new Host(host.root),
-    changes,
-    modprobe: {
-      async run(argv) {
-        journal.push(`modprobe ${argv.map((a) => (a === tree ? '<kmods>' : a)).join(' ')}`);
-        const names = argv.filter((a) => /^[a-z_]+$/.test(a));
-        if (argv.includes('-r')) for (const n of names) await rm(host.sysModule(n), { recursive: true, force: true });
-        else for (const n of names) await host.addLoadedModule(n, { srcversion: SRCVERSION });
-      },
-    },
-    modinfo: { srcversion: async () => SRCVERSION },
-    depmod: { generate: async () => { throw new Error('modules.dep is there: depmod must not run'); } },
-    sources: [{ name: 'fake', locate: async () => ({ modulesRoot: tree, imageRoot: tree, origin: 'fake source' }) }],
-    reporter: { report: async (ev) => void journal.push(`report ${ev.reason}`) },
-    plan: noPlan,
-    log: silentLogger(),
-    identity: { namespace: 'ns', name: 'hello' },
-  };
-}
+const kmodsTree = () => makeKmodsTree(t);
 
 const config = parseModuleConfig(
   `kernelVersion: ${kver}\ncontainerImage: registry.example/kmm:1\ninTreeModulesToRemove: [dummy]\n` +
