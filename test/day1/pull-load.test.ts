@@ -5,23 +5,18 @@
  * the CLI runs in a fresh network namespace (`unshare --net`) with no route anywhere.
  */
 import t from 'tap';
+import { runCli, type CliResult } from '../helpers/run-cli.js';
 import { chmod, cp, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { ensureTestKmods } from '../kmods/kmods.js';
 import { makeHostRoot, type HostRoot } from '../helpers/host-root.js';
 import { recordedArgv, recordingModprobeEnv, recordingModprobePath } from '../helpers/recording-modprobe.js';
 import { freePort, startRegistry } from '../helpers/registry.js';
 import { buildLayout, pushImage } from '../helpers/images.js';
-import { CLI, REPO, parseEnvFile } from './systemd-root.js';
+import { REPO, parseEnvFile } from './systemd-root.js';
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 const kmods = await ensureTestKmods();
 const kver = kmods.kver;
@@ -90,11 +85,8 @@ async function makeNode(name: string): Promise<Node> {
     imagesDir,
     modprobeLog,
     async run(args, opts = {}) {
-      const argv = [CLI, '--log-format', 'json', ...args];
-      const [file, fileArgs] = opts.offline ? ['unshare', ['--net', process.execPath, ...argv]] : [process.execPath, argv];
-      const r = await execa(file, fileArgs, {
-        reject: false,
-        timeout: 120_000,
+      return runCli(['--log-format', 'json', ...args], {
+        ...(opts.offline ? { wrapper: ['unshare', '--net'] } : {}),
         env: {
           KMM_HOST_ROOT: host.root,
           KMM_IMAGES_DIR: imagesDir,
@@ -104,7 +96,6 @@ async function makeNode(name: string): Promise<Node> {
           ...opts.env,
         },
       });
-      return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
     },
     argv: () => recordedArgv(modprobeLog),
   };
