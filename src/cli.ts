@@ -387,5 +387,3 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = exitCodeOf(err);
   }
 }
-
-await main(process.argv);
