@@ -1,4 +1,4 @@
-// Fixtures for the foundation tests: a KMM init-container style shared dir with the project's real .ko files,
+// Fixtures for the worker tests (and the config and CLI tests that run a load): a KMM init-container style shared dir with the project's real .ko files,
 // a host root, the recording modprobe, and the real CLI run as a user would run it.
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
