@@ -20,7 +20,8 @@ import { bypassesProxy, proxyDispatcher, proxyFailure, proxySettings, redactProx
 import { pullLocations, type PullLocation } from './pull-locations.js';
 import { parseReference, type RegistryReference } from './reference.js';
 import { loadRegistriesConf } from './registries-conf.js';
-import { RegistryClient, type RetryPolicy } from './registry-client.js';
+import { RegistryClient } from './registry-client.js';
+import type { RetryPolicy } from './transport/retry.js';
 import { openRegistryImage, resolveRegistryDigest } from './registry-source.js';
 import { registryTls } from './trust.js';
 import type { ImageSourceOptions, Platform, ResolvedImage } from './types.js';
