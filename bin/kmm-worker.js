@@ -44,4 +44,6 @@ delete process.env[TUNED];
 // matters for a worker that Day-1 and KMM start once per module. A cache that cannot be written is ignored.
 const { enableCompileCache } = await import('node:module');
 enableCompileCache?.();
-await import('../dist/cli.js');
+// the program is main(); importing the module runs nothing
+const { main } = await import('../dist/cli.js');
+await main(process.argv);

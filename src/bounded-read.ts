@@ -82,20 +82,38 @@ function formatBytes(n: number): string {
   return n % MiB === 0 ? `${n / MiB} MiB` : `${n} bytes`;
 }
 
-/** Throws a FileRefusedError when arrays/objects in JSON `text` nest deeper than `max`. */
-export function checkJsonDepth(text: string, max = MAX_JSON_DEPTH): void {
+/**
+ * The deepest nesting of arrays and objects in JSON `text`, stopping early once past `limit`: the one scanner
+ * behind every JSON bound (files here, registry documents in image/bounded-json.ts, image documents in
+ * image/manifest.ts). V8's JSON.parse copes with deep nesting, but whatever walks the result recursively
+ * (JSON.stringify in a log line, a structured clone) then overflows its stack far from the cause.
+ */
+export function jsonDepth(text: string, limit = Infinity): number {
   let depth = 0;
+  let max = 0;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) throw new FileRefusedError(`nests arrays/objects deeper than ${max} levels`, 'EDEPTH');
-    } else if (c === 0x5d || c === 0x7d) depth--;
+      if (c === 0x5c /* \ */) i++; // skip the escaped character
+      else if (c === 0x22 /* " */) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
+      if (++depth > max) {
+        max = depth;
+        if (max > limit) return max;
+      }
+    } else if (c === 0x5d /* ] */ || c === 0x7d /* } */) {
+      depth--;
+    }
   }
+  return max;
+}
+
+/** Throws a FileRefusedError when arrays/objects in JSON `text` nest deeper than `max`. */
+export function checkJsonDepth(text: string, max = MAX_JSON_DEPTH): void {
+  if (jsonDepth(text, max) > max) throw new FileRefusedError(`nests arrays/objects deeper than ${max} levels`, 'EDEPTH');
 }
 
 /** JSON.parse with bounded nesting. */

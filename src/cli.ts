@@ -1,5 +1,5 @@
 /**
- * The command line of DESIGN §3: commands and flags only. Each action loads its command module lazily, so
+ * The command line of README.md "Global options": commands and flags only. Each action loads its command module lazily, so
  * starting `kmm-worker kmod load` does not pay for the Kubernetes client or the registry stack it does not use.
  */
 import { Command, CommanderError, Option } from 'commander';
@@ -44,7 +44,7 @@ function globalOptions(o: Opts): GlobalOptions {
   };
 }
 
-/** Runs one command with a context; maps errors to the exit codes of §3 and prints the one-line cause. */
+/** Runs one command with a context; maps errors to the exit codes of README.md "Exit codes" and prints the one-line cause. */
 async function execute(cmd: Command, action: (ctx: Context) => Promise<number | void>): Promise<void> {
   const opts = globalOptions(cmd.optsWithGlobals());
   let log: Logger;
@@ -390,5 +390,3 @@ export async function main(argv: string[]): Promise<void> {
     process.exitCode = exitCodeOf(err);
   }
 }
-
-await main(process.argv);

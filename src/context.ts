@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream';
 import type { Logger, LogFormat } from './log.js';
 
-/** The global options of DESIGN §3, resolved from flags, environment and defaults. */
+/** The global options of README.md "Global options", resolved from flags, environment and defaults. */
 export interface GlobalOptions {
   /** the node's own paths (/proc, /sys, /lib/modules, host firmware dir, /etc/...) resolve under it */
   hostRoot: string;

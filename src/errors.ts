@@ -1,27 +1,75 @@
 /**
- * The two kinds of failure the contract distinguishes (DESIGN §3):
+ * The two kinds of failure the contract distinguishes (README.md "Exit codes"):
  * a UsageError means the command line or config is invalid and nothing was touched (exit 2);
  * an OperationError means the operation itself failed (exit 1).
- * Both carry a one-line message that names the cause; `detail` is extra context printed after it.
+ * Both carry a one-line message that names the cause; `detail` is extra context printed after it. Every error
+ * of kmm-worker carries a stable `code` (as undici's do) for code that must tell failures apart: never match
+ * on a message's words.
  */
+
+/** The stable codes; a message may change wording, a code does not. */
+export const ErrorCodes = {
+  usage: 'KMM_USAGE',
+  operation: 'KMM_OPERATION',
+  interrupted: 'KMM_INTERRUPTED',
+} as const;
+
+interface KmmErrorOptions {
+  cause?: unknown;
+  detail?: string | undefined;
+  /** a more specific stable code than the class's own */
+  code?: string;
+}
+
 export class UsageError extends Error {
   readonly exitCode = 2;
   override name = 'UsageError';
+  readonly code: string;
+  readonly detail: string | undefined;
+  constructor(message: string, options?: KmmErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options?.code ?? ErrorCodes.usage;
+    this.detail = options?.detail;
+  }
 }
 
 export class OperationError extends Error {
   readonly exitCode = 1;
   override name = 'OperationError';
-  constructor(message: string, options?: { cause?: unknown; detail?: string }) {
+  readonly code: string;
+  readonly detail: string | undefined;
+  constructor(message: string, options?: KmmErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options?.code ?? ErrorCodes.operation;
     this.detail = options?.detail;
   }
-  readonly detail: string | undefined;
+}
+
+/** The message of anything thrown: an Error's message, or the thrown value as text. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The error again with what it was doing in front: `<context>: <message>`, the same kind (a UsageError stays
+ * exit 2), the same code and detail, the original as its cause. A foreign error (a Node or library one)
+ * becomes an OperationError. An interruption is never reworded.
+ */
+export function withContext(err: unknown, context: string): Error {
+  if (err instanceof InterruptedError) return err;
+  const message = `${context}: ${errorMessage(err)}`;
+  if (err instanceof UsageError) return new UsageError(message, { cause: err, detail: err.detail, code: err.code });
+  if (err instanceof OperationError) {
+    const Kind = err.constructor as typeof OperationError;
+    return new Kind(message, { cause: err, detail: err.detail, code: err.code });
+  }
+  return new OperationError(message, { cause: err });
 }
 
 /** Raised when a SIGINT/SIGTERM interrupted the work; cleanup has already run. */
 export class InterruptedError extends Error {
   override name = 'InterruptedError';
+  readonly code = ErrorCodes.interrupted;
   constructor(readonly signal: 'SIGINT' | 'SIGTERM') {
     super(`interrupted by ${signal}`);
   }
@@ -39,7 +87,7 @@ export function exitCodeOf(err: unknown): number {
 
 /** The first line of an error, for the one-line failure message, with echoed input cut (see cutEchoes). */
 export function oneLine(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = errorMessage(err);
   return cutEchoes(msg.split('\n', 1)[0] ?? msg);
 }
 

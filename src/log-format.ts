@@ -1,5 +1,5 @@
 /**
- * How log lines look, chosen by where they go (DESIGN §3 logs go to stderr):
+ * How log lines look, chosen by where they go (README.md "Logs and progress": logs go to stderr):
  *   pretty — a person at a terminal: colours, local time;
  *   json   — a pod, where Kubernetes log pipelines parse one JSON object per line;
  *   text   — journald and pipes (ssh, tee, cron): `LEVEL message key=value ...`, one line per event.

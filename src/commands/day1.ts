@@ -1,4 +1,4 @@
-/** `kmm-worker day1 pull|load|machineconfig` (DESIGN §10): flags in, one flow out. */
+/** `kmm-worker day1 pull|load|machineconfig` (docs/day1.md): flags in, one flow out. */
 import type { Context } from '../context.js';
 import type { Day1Flags } from '../day1/settings.js';
 import type { MachineConfigInput } from '../day1/machineconfig.js';
@@ -20,7 +20,9 @@ export async function day1Load(ctx: Context, flags: Day1LoadFlags): Promise<numb
   const { day1Settings } = await import('../day1/settings.js');
   const settings = day1Settings(flags);
   const { runDay1Load } = await import('../day1/load.js');
-  await runDay1Load(ctx, settings);
+  const { createWorkerDeps } = await import('../app/worker-deps.js');
+  // Day-1 runs before the network: no Events, whatever --report says
+  await runDay1Load(ctx, settings, (config, choices) => createWorkerDeps(ctx, config, { ...choices, report: false }));
 }
 
 export async function day1MachineConfig(ctx: Context, flags: Day1MachineConfigFlags): Promise<number | void> {

@@ -1,12 +1,12 @@
 /**
- * `kmm-worker image inspect <ref> [--json] [--platform P] [--insecure]` (DESIGN §3, §5): what an image is
+ * `kmm-worker image inspect <ref> [--json] [--platform P] [--insecure]` (docs/images.md): what an image is
  * (digest, media type, platforms, layers) and which kernels and .ko files it carries, read from the layers
  * without writing to disk.
  */
 import type { Context } from '../context.js';
-import { listKernelModules } from '../image/kmod-listing.js';
+import { listKernelModules } from '../extract/kmod-listing.js';
 import { openImage } from '../image/open.js';
-import { sourceOptions } from '../image/options.js';
+import { sourceOptions } from './image-source-options.js';
 import { parseTimeout, withDeadline } from '../image/deadline.js';
 import { parseReference } from '../image/reference.js';
 

@@ -2,7 +2,8 @@
  * `kmm-worker image ls` and `image prune`: the image cache under --images-dir.
  */
 import type { Context } from '../context.js';
-import { listImages, parseDuration, pruneImages, type ListedImage } from '../store/inventory.js';
+import { parseDuration } from '../duration.js';
+import { listImages, pruneImages, type ListedImage } from '../store/inventory.js';
 
 export interface ImageLsFlags {
   json?: boolean;

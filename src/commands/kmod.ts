@@ -3,7 +3,7 @@ import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { absoluteHostPath } from '../config/host-path.js';
 import { readModuleConfig } from '../config/module-config.js';
-import { createWorkerDeps } from '../worker/deps.js';
+import { createWorkerDeps } from '../app/worker-deps.js';
 import { loadModule, type LoadOptions } from '../worker/load.js';
 import { unloadModule } from '../worker/unload.js';
 import { speakTo } from '../messages.js';
@@ -17,7 +17,7 @@ export interface KmodFlags {
 }
 
 /**
- * `--firmware-path DIR` means both the firmware dir and the firmware_class.path value (DESIGN §3); the
+ * `--firmware-path DIR` means both the firmware dir and the firmware_class.path value (README.md "Global options"); the
  * upstream worker's `--set-firmware-mount-path` / `--set-firmware-class-path` set each one alone.
  */
 function firmwareOptions(flags: KmodFlags): LoadOptions {

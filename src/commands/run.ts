@@ -1,12 +1,12 @@
-/** `kmm-worker run <config>` — the daemon of DESIGN §9. */
+/** `kmm-worker run <config>` — the daemon of docs/daemon.md. */
 import type { Context } from '../context.js';
 import { speakTo } from '../messages.js';
 import { UsageError, exitCodeOf, oneLine } from '../errors.js';
 import { parseHealthAddr } from '../daemon/health.js';
 import { runModuleDaemon } from '../daemon/daemon.js';
 import { absoluteHostPath } from '../config/host-path.js';
-import { readModuleConfig } from '../config/module-config.js';
-import { createWorkerDeps } from '../worker/deps.js';
+import { readModuleConfig, type ModuleConfig } from '../config/module-config.js';
+import { createWorkerDeps } from '../app/worker-deps.js';
 import { loadModule } from '../worker/load.js';
 
 export interface RunFlags {
@@ -32,9 +32,12 @@ export async function runDaemon(ctx: Context, configPath: string, flags: RunFlag
     return 0;
   }
   try {
-    await runModuleDaemon(ctx, { configPath, firmwarePath, healthAddr, checkIntervalMs: Math.round(seconds * 1000) });
+    // a load cut short by the shutdown is not a failure worth a Warning on the Node
+    const wire = (config: ModuleConfig, choices: { signal?: AbortSignal }) =>
+      createWorkerDeps(ctx, config, { ...choices, quietFailuresAfter: ctx.signal });
+    await runModuleDaemon(ctx, { configPath, firmwarePath, healthAddr, checkIntervalMs: Math.round(seconds * 1000) }, wire);
   } catch (err) {
-    // §9: SIGTERM/SIGINT is how the daemon is meant to stop, so its code is the unload's outcome, not 143/130
+    // docs/daemon.md: SIGTERM/SIGINT is how the daemon is meant to stop, so its code is the unload's outcome, not 143/130
     if (!ctx.signal.aborted) throw err;
     ctx.log.error({ exitCode: exitCodeOf(err) }, oneLine(err));
     return exitCodeOf(err);

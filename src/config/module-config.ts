@@ -1,5 +1,5 @@
 /**
- * The ModuleConfig of DESIGN §4 (upstream `kmm.sigs.x-k8s.io/v1beta1` ModuleConfig): strict parsing and
+ * The ModuleConfig of docs/kmod.md, "The config file" (upstream `kmm.sigs.x-k8s.io/v1beta1` ModuleConfig): strict parsing and
  * validation. Every problem is a UsageError whose message starts with the field path, so a user (or the
  * operator's log) sees at once which field to fix.
  */
@@ -7,6 +7,7 @@ import { isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'ya
 import { UsageError } from '../errors.js';
 import { MAX_CONFIG_BYTES, readRegularFile } from '../bounded-read.js';
 import { parseReference } from '../image/reference.js';
+import { normaliseModuleName } from '../kmod/names.js';
 
 export type ImagePullPolicy = 'IfNotPresent' | 'Always' | 'Never';
 
@@ -44,7 +45,7 @@ export interface ModuleConfig {
   modprobe: ModprobeSpec;
 }
 
-const PULL_POLICIES: readonly ImagePullPolicy[] = ['IfNotPresent', 'Always', 'Never'];
+export const PULL_POLICIES: readonly ImagePullPolicy[] = ['IfNotPresent', 'Always', 'Never'];
 // Module names as the kernel knows them (KBUILD_MODNAME); nothing that could become a path or an option.
 export const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
 // A kernel release names a directory: no separators, no whitespace, not "." or "..".
@@ -69,9 +70,6 @@ export function shown(v: string): string {
 }
 
 const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
-
-/** `-` and `_` are the same in module names (the kernel stores `_`). */
-export const normaliseModuleName = (name: string) => name.replaceAll('-', '_');
 
 type Path = string;
 const child = (path: Path, key: string) => (path ? `${path}.${key}` : key);

@@ -1,5 +1,5 @@
 /**
- * `/healthz` and `/readyz` for the kubelet's probes (DESIGN §9). Liveness says the process still serves;
+ * `/healthz` and `/readyz` for the kubelet's probes (docs/daemon.md). Liveness says the process still serves;
  * readiness says the wanted module is loaded and live — a probe, a Service or an operator can wait on it.
  */
 import { createServer, type Server } from 'node:http';

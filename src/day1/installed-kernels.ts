@@ -14,6 +14,7 @@ import { access, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
+import { errorMessage } from '../errors.js';
 
 export interface InstalledKernel {
   release: string;
@@ -147,7 +148,7 @@ export async function scanInstalledKernels(root: string, opts: KernelScanOptions
   }
 
   const status = await (opts.rpmOstreeStatus ?? hostRpmOstreeStatus)().catch((err: unknown) => {
-    opts.log?.warn(`cannot list rpm-ostree deployments: ${err instanceof Error ? err.message : String(err)}`);
+    opts.log?.warn(`cannot list rpm-ostree deployments: ${errorMessage(err)}`);
     return undefined;
   });
   if (status !== undefined) {
@@ -158,7 +159,7 @@ export async function scanInstalledKernels(root: string, opts: KernelScanOptions
         if (k.staged || (k.first && !defaultNext)) defaultNext = k.release;
       }
     } catch (err) {
-      opts.log?.warn(`cannot read rpm-ostree status: ${err instanceof Error ? err.message : String(err)}`);
+      opts.log?.warn(`cannot read rpm-ostree status: ${errorMessage(err)}`);
     }
   }
 

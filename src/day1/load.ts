@@ -1,5 +1,5 @@
 /**
- * `day1 load` (DESIGN §10): before the network, from the local store only. The image is `<repo>:<running kernel>`;
+ * `day1 load` (docs/day1.md): before the network, from the local store only. The image is `<repo>:<running kernel>`;
  * absent from the store is not a failure (the pull service fetches it and reboots), while any failure of a real
  * load is (the unit fails, visible in `systemctl`). No step here can reach the network: the only kmods source is the
  * store lookup, the pull policy is Never, and Events are not reported.
@@ -7,11 +7,11 @@
 import { join } from 'node:path';
 import type { Context } from '../context.js';
 import { parseModuleConfig, type ModuleConfig } from '../config/module-config.js';
-import { createWorkerDeps } from '../worker/deps.js';
 import type { KmodsSource } from '../worker/kmods-source.js';
+import type { WireWorker } from '../worker/ports.js';
 import { loadModule } from '../worker/load.js';
 import { Host } from '../host/host.js';
-import { day1ImageReference } from './image-ref.js';
+import { day1ImageReference } from '../config/day1-image-ref.js';
 import { hostFirmwareDir, type Day1Settings } from './settings.js';
 import { openDay1Store, storeSelection, type Day1Store } from './store.js';
 import { PULL_UNIT } from './units.js';
@@ -48,7 +48,9 @@ export function storedKmodsSource(store: Day1Store, settings: Day1Settings): Kmo
   };
 }
 
-export async function runDay1Load(ctx: Context, settings: Day1Settings, store: Day1Store = openDay1Store(ctx, settings)): Promise<void> {
+/** `wire` must build a load that reports nothing (before the network an Event could only wait for a timeout). */
+export async function runDay1Load(ctx: Context, settings: Day1Settings, wire: WireWorker,
+  store: Day1Store = openDay1Store(ctx, settings)): Promise<void> {
   const kernel = await new Host(ctx.opts.hostRoot).runningKernel();
   const config = day1ModuleConfig(settings, kernel);
   const ref = config.containerImage;
@@ -61,7 +63,7 @@ export async function runDay1Load(ctx: Context, settings: Day1Settings, store: D
     return;
   }
   ctx.log.info({ image: ref, digest: stored.digest }, `loading ${settings.moduleName} from the stored image ${ref}@${stored.digest}`);
-  // Before the network, an Event could only wait for a timeout.
-  const deps = await createWorkerDeps({ ...ctx, opts: { ...ctx.opts, report: 'off' } }, config);
-  await loadModule({ ...deps, sources: [storedKmodsSource(store, settings)] }, config, { firmwarePath: hostFirmwareDir(settings) });
+  // the store is the one kmods source: a stored entry or nothing, never a pull
+  const deps = await wire(config, { sources: [storedKmodsSource(store, settings)] });
+  await loadModule(deps, config, { firmwarePath: hostFirmwareDir(settings) });
 }

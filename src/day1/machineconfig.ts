@@ -6,7 +6,7 @@
 import { stringify } from 'yaml';
 import { UsageError } from '../errors.js';
 import { version } from '../version.js';
-import { checkImageRepository } from './image-ref.js';
+import { checkImageRepository } from '../config/day1-image-ref.js';
 import { DAY1_ENV, renderLoadUnit, renderPullUnit, type UnitCommands } from './units.js';
 
 /** Spoken by every OpenShift 4.x Machine Config Operator that has Ignition 3. */

@@ -11,8 +11,8 @@ import type { Logger } from '../log.js';
 import { tryLock } from '../store/lock.js';
 import { StoreDir } from '../store/store-dir.js';
 import { listImages } from '../store/inventory.js';
-import { day1ImageReference } from './image-ref.js';
-import { findModuleFile, kernelModulesDir } from './kmod-file.js';
+import { day1ImageReference } from '../config/day1-image-ref.js';
+import { findModuleKo, kernelModulesDir } from '../kmod/find-ko.js';
 import { scanInstalledKernels, type KernelScan, type RpmOstreeStatus } from './installed-kernels.js';
 import type { Day1Settings } from './settings.js';
 import { openDay1Store, storeSelection, type Day1Store } from './store.js';
@@ -76,7 +76,7 @@ async function prefetchOne(ctx: Context, settings: Day1Settings, store: Day1Stor
       return { release, ref, outcome: 'missing', reason: 'dry run' };
     }
     const pulled = await store.pull(ref, selection);
-    const ko = await findModuleFile(kernelModulesDir(pulled.root, settings.dirName, release), settings.moduleName);
+    const ko = await findModuleKo(kernelModulesDir(pulled.root, settings.dirName, release), settings.moduleName);
     if (!ko) return missing(`the image has no ${settings.moduleName}.ko under ${settings.dirName}/lib/modules/${release}`);
     ctx.log.info({ image: ref, digest: pulled.digest, kernel: release, found: sources },
       `prefetched ${ref}@${pulled.digest} for the installed kernel ${release}: its first boot loads ${settings.moduleName} early`);

@@ -1,18 +1,18 @@
 /**
- * `day1 pull` (DESIGN §10): after the network is up, make sure the store holds `<repo>:<running kernel>` and that
+ * `day1 pull` (docs/day1.md): after the network is up, make sure the store holds `<repo>:<running kernel>` and that
  * it can serve that kernel; reboot (once) only when this run stored something new, so the load service picks it up
  * early in the next boot. A failed pull never reboots.
  */
 import type { Context } from '../context.js';
 import { OperationError } from '../errors.js';
 import { Host } from '../host/host.js';
-import { day1ImageReference } from './image-ref.js';
-import { findModuleFile, kernelModulesDir } from './kmod-file.js';
+import { day1ImageReference } from '../config/day1-image-ref.js';
+import { findModuleKo, kernelModulesDir } from '../kmod/find-ko.js';
 import { prefetchOtherKernels } from './prefetch.js';
 import type { RpmOstreeStatus } from './installed-kernels.js';
 import { runRebootCommand } from './reboot.js';
 import type { Day1Settings } from './settings.js';
-import { openDay1Store, storeSelection, type Day1Store, type StoredImage } from './store.js';
+import { openDay1Store, storeSelection, type Day1Store, type Day1Image } from './store.js';
 
 export interface Day1PullPorts {
   store: Day1Store;
@@ -22,9 +22,9 @@ export interface Day1PullPorts {
 }
 
 /** The stored image must carry the module for this kernel, or the next boot's load could only fail. */
-async function checkServesKernel(image: StoredImage, ref: string, settings: Day1Settings, kernel: string): Promise<string> {
+async function checkServesKernel(image: Day1Image, ref: string, settings: Day1Settings, kernel: string): Promise<string> {
   const dir = kernelModulesDir(image.root, settings.dirName, kernel);
-  const ko = await findModuleFile(dir, settings.moduleName);
+  const ko = await findModuleKo(dir, settings.moduleName);
   if (!ko) {
     throw new OperationError(
       `image ${ref}@${image.digest} has no ${settings.moduleName}.ko under ${settings.dirName}/lib/modules/${kernel}: it cannot be loaded on this kernel`,

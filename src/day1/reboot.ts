@@ -1,5 +1,5 @@
 /**
- * The reboot the pull service asks for after storing a new image (DESIGN §10). The command is split on spaces and
+ * The reboot the pull service asks for after storing a new image (docs/day1.md). The command is split on spaces and
  * run without a shell, so nothing in the environment file can smuggle shell syntax into a root command.
  */
 import { execa } from 'execa';

@@ -6,7 +6,7 @@
 import { absoluteHostPath } from '../config/host-path.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_FIRMWARE_DIR } from '../host/host.js';
-import { checkImageRepository } from './image-ref.js';
+import { checkImageRepository } from '../config/day1-image-ref.js';
 import { DEFAULT_REBOOT_COMMAND, parseRebootCommand } from './reboot.js';
 
 export interface Day1Flags {

@@ -3,32 +3,24 @@
  * A port, so the flows read as the contract and the store stays the cache's business.
  */
 import type { Context } from '../context.js';
-import { lookupStored, pullImage } from '../store/pull.js';
+import type { KernelSelection } from '../extract/selection.js';
+import { lookupStored, pullImage, type StoredImage } from '../store/pull.js';
 import type { Day1Settings } from './settings.js';
 
-/** What of the image the store keeps for Day-1: the running kernel's modules and the firmware dir. */
-export interface StoreSelection {
-  dirName: string;
-  kernelVersion: string;
-  firmwarePath?: string;
-}
-
-export interface StoredImage {
-  digest: string;
-  /** absolute directory holding the extracted image files */
-  root: string;
-}
+/** What Day-1 reads of a store entry: its digest and the directory of its files. */
+export type Day1Image = Pick<StoredImage, 'digest' | 'root'>;
 
 export interface Day1Store {
   /** the images dir, for messages */
   dir: string;
   /** a complete entry for the reference, or undefined; never a network request */
-  lookup(ref: string, selection: StoreSelection): Promise<StoredImage | undefined>;
+  lookup(ref: string, selection: KernelSelection): Promise<Day1Image | undefined>;
   /** pulls into the store; fromCache = the entry was already complete */
-  pull(ref: string, selection: StoreSelection): Promise<StoredImage & { fromCache: boolean }>;
+  pull(ref: string, selection: KernelSelection): Promise<Day1Image & { fromCache: boolean }>;
 }
 
-export function storeSelection(settings: Day1Settings, kernelVersion: string): StoreSelection {
+/** What of the image the store keeps for Day-1: the running kernel's modules and the firmware dir. */
+export function storeSelection(settings: Day1Settings, kernelVersion: string): KernelSelection {
   return {
     dirName: settings.dirName,
     kernelVersion,

@@ -4,9 +4,10 @@
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Host, DEFAULT_FIRMWARE_DIR, kernelMatches } from '../host/host.js';
+import { Host, DEFAULT_FIRMWARE_DIR } from '../host/host.js';
 import type { ModuleConfig } from '../config/module-config.js';
-import { normaliseModuleName } from '../config/module-config.js';
+import { findModuleKo, kernelModulesDir } from '../kmod/find-ko.js';
+import { kernelMatches, normaliseModuleName } from '../kmod/names.js';
 import type { ModinfoRunner } from '../host/runners.js';
 import { RECORD_DIR, type FirmwareRecord } from '../host/firmware.js';
 import { listImages, type ListedImage } from '../store/inventory.js';
@@ -88,14 +89,6 @@ function configModules(c: ModuleConfig): string[] {
   return [...new Set(names.map(normaliseModuleName))];
 }
 
-const KO = /\.ko(\.(xz|zst|gz))?$/;
-
-async function findKo(dir: string, name: string): Promise<string | undefined> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
-  const hit = entries.find((e) => e.isFile() && KO.test(e.name) && normaliseModuleName(e.name.replace(KO, '')) === name);
-  return hit ? join(hit.parentPath, hit.name) : undefined;
-}
-
 /** The newest cache entry of the config's image that holds the config's kernel. */
 function cachedEntry(cache: ListedImage[], c: ModuleConfig): ListedImage | undefined {
   let name: string;
@@ -155,7 +148,7 @@ export async function collectDiagnosis(config: { path: string; config: ModuleCon
   for (const name of names) {
     const m: ModuleFacts = await liveModule(host, name);
     if (entry && c) {
-      const ko = await findKo(join(entry.root, c.modprobe.dirName, 'lib/modules', c.kernelVersion), name);
+      const ko = await findModuleKo(kernelModulesDir(entry.root, c.modprobe.dirName, c.kernelVersion), name);
       if (ko) {
         m.imageKo = ko;
         m.imageSrcversion = await deps.modinfo.srcversion(ko).catch(() => undefined);

@@ -6,7 +6,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Host } from '../host/host.js';
-import { normaliseModuleName } from '../config/module-config.js';
+import { normaliseModuleName } from '../kmod/names.js';
 
 const readTrimmed = (p: string) => readFile(p, 'utf8').then((s) => s.trim(), () => undefined);
 
@@ -58,7 +58,7 @@ export interface ModprobeDMatch {
 const MODPROBE_D = ['/etc/modprobe.d', '/run/modprobe.d', '/usr/local/lib/modprobe.d', '/usr/lib/modprobe.d', '/lib/modprobe.d'];
 
 function mentions(line: string, names: string[]): boolean {
-  const words = line.replaceAll('-', '_').split(/[\s=,]+/);
+  const words = normaliseModuleName(line).split(/[\s=,]+/);
   return names.some((n) => words.includes(normaliseModuleName(n)));
 }
 
@@ -89,7 +89,7 @@ export async function kernelLogMentions(names: string[], dmesg = process.env.KMM
   if (r.failed || r.exitCode !== 0) return { readable: false, reason: String(r.stderr).trim().split('\n')[0] || 'dmesg failed', lines: [] };
   const wanted = names.map(normaliseModuleName);
   const lines = String(r.stdout).split('\n').filter((l) => {
-    const norm = l.replaceAll('-', '_');
+    const norm = normaliseModuleName(l);
     return wanted.some((n) => new RegExp(`\\b${n}\\b`).test(norm));
   });
   return { readable: true, lines: lines.slice(-200) };

@@ -4,7 +4,7 @@
  * paths (plus the directories leading to them) are written.
  */
 import type { Logger } from '../log.js';
-import { InterruptedError, OperationError } from '../errors.js';
+import { InterruptedError, OperationError, errorMessage } from '../errors.js';
 import { classifyEntryPath, cleanEntryPath } from './entry-path.js';
 import type { RawEntryBody } from './layer-entries.js';
 import type { SafeRoot } from './safe-root.js';
@@ -31,7 +31,7 @@ export async function applyLayer(
   const fail = (err: unknown, name: string): never => {
     if (err instanceof InterruptedError) throw err;
     if (err instanceof OperationError) throw new OperationError(`layer ${opts.layer}: ${err.message}`, { cause: err });
-    const msg = err instanceof Error ? err.message : String(err);
+    const msg = errorMessage(err);
     throw new OperationError(`layer ${opts.layer}: cannot extract "${name}": ${msg}`, { cause: err });
   };
 

@@ -22,14 +22,14 @@ export function cleanEntryPath(name: string, what = 'entry'): string {
   return parts.join('/');
 }
 
-export type EntryKind =
+export type ClassifiedEntry =
   | { kind: 'opaque'; dir: string }
   | { kind: 'whiteout'; target: string }
   | { kind: 'ignore' }
   | { kind: 'path'; path: string };
 
 /** Recognises `.wh.NAME` (delete NAME from lower layers) and `.wh..wh..opq` (hide the dir's lower contents). */
-export function classifyEntryPath(path: string, name: string): EntryKind {
+export function classifyEntryPath(path: string, name: string): ClassifiedEntry {
   const slash = path.lastIndexOf('/');
   const base = path.slice(slash + 1);
   if (!base.startsWith(WHITEOUT_PREFIX)) return { kind: 'path', path };

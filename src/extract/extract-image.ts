@@ -7,7 +7,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import type { ResolvedImage } from '../image/types.js';
 import type { Logger } from '../log.js';
 import { applyLayer } from './apply-layer.js';
-import { OperationError } from '../errors.js';
+import { OperationError, withContext } from '../errors.js';
 import { bufferReclaimer } from './buffer-reclaim.js';
 import { openImageLayer } from './image-layer.js';
 import { rawLayerEntries } from './layer-entries.js';
@@ -88,7 +88,7 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
       }).catch((err: unknown) => {
         // the extractor's own failures name the layer; the image is named here, once
         if (err instanceof OperationError && !/^(image|registry) /.test(err.message)) {
-          throw new OperationError(`image ${image.reference}: ${err.message}`, { cause: err, detail: err.detail });
+          throw withContext(err, `image ${image.reference}`);
         }
         throw err;
       });

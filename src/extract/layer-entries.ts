@@ -8,7 +8,7 @@ import { finished } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { execa } from 'execa';
 import type { Header } from 'tar-stream';
-import { OperationError } from '../errors.js';
+import { OperationError, errorMessage, withContext } from '../errors.js';
 import { readTar } from './tar-reader.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
@@ -121,13 +121,14 @@ function plainDecoder(blob: Readable): Decoder {
 
 function describe(kind: LayerCompression, err: unknown): Error {
   if (err instanceof OperationError) return err;
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = errorMessage(err);
   const what = kind === 'none' ? 'tar' : `tar+${kind}`;
   return new OperationError(`layer is not a valid ${what} stream: ${msg}`, { cause: err });
 }
 
 export class DiffIdMismatchError extends OperationError {
   override name = 'DiffIdMismatchError';
+  override readonly code = 'KMM_DIFFID_MISMATCH';
 }
 
 export interface LayerReadOptions {
@@ -203,8 +204,7 @@ export function rawLayerEntries(
 /** The blob's own errors (digest, size, network) already name the image and the blob: they stay as they are. */
 function named(err: unknown, what: string | undefined): unknown {
   if (!what || !(err instanceof OperationError) || /^(image|registry) /.test(err.message)) return err;
-  const Kind = err.constructor as typeof OperationError;
-  return new Kind(`${what}: ${err.message}`, { cause: err, detail: err.detail });
+  return withContext(err, what);
 }
 
 async function* entriesOf<S>(

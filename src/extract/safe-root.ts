@@ -6,7 +6,7 @@
  */
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, readdir, rm, symlink, unlink, type FileHandle } from 'node:fs/promises';
-import { OperationError } from '../errors.js';
+import { OperationError, errorMessage } from '../errors.js';
 
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 /** setuid, setgid and sticky never survive extraction */
@@ -67,7 +67,7 @@ export class SafeRoot {
       .then(() => fh.datasync().catch(() => undefined))
       .then(() => fh.close())
       .catch((err: unknown) => {
-        const msg = err instanceof Error ? err.message : String(err);
+        const msg = errorMessage(err);
         this.closeError ??= new OperationError(`cannot extract "${name}": ${msg}`, { cause: err });
       })
       .finally(() => {

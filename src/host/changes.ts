@@ -1,6 +1,6 @@
 /**
  * Every write the flows make on the node goes through HostChanges: the real one writes, the plan one prints
- * what it would do (DESIGN §3 `--dry-run`). Paths here are already resolved under the host root.
+ * what it would do (docs/kmod.md "--dry-run"). Paths here are already resolved under the host root.
  */
 import { copyFile, mkdir, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 

@@ -1,5 +1,5 @@
 /**
- * Firmware on the host (DESIGN §6.4, §7.4): copy the CONTENTS of the image's firmware directory into the host
+ * Firmware on the host (docs/kmod.md, load step 5 and unload step 4): copy the CONTENTS of the image's firmware directory into the host
  * firmware directory, and keep a record of what each module installed beside it, in
  * `<firmware dir>/.kmm-worker/<namespace>/<name>.json`, so an unload removes only its own files, and not those
  * that another loaded module also installed.

@@ -1,11 +1,11 @@
 /**
- * Read-only view of the node (DESIGN §3 `--host-root`): the running kernel and /sys/module. Everything that
+ * Read-only view of the node (README.md "Global options": `--host-root`): the running kernel and /sys/module. Everything that
  * writes goes through HostChanges, so a dry run can swap it for a plan printer.
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OperationError } from '../errors.js';
-import { normaliseModuleName } from '../config/module-config.js';
+import { normaliseModuleName } from '../kmod/names.js';
 
 export type ModuleState =
   | { kind: 'absent' }
@@ -59,8 +59,3 @@ export class Host {
   }
 }
 
-/** DESIGN §6.2: equal, or equal once a trailing `+` on one side is ignored (GKE COS appends `+`). */
-export function kernelMatches(running: string, wanted: string): boolean {
-  if (running === wanted) return true;
-  return running.replace(/\+$/, '') === wanted.replace(/\+$/, '');
-}

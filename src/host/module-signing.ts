@@ -4,24 +4,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Host } from './host.js';
+import type { SignatureEnforcement, TrustedKey } from '../kmod/trust.js';
 
 export const SECURE_BOOT_VAR = '/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c';
 export const TRUSTED_KEYRINGS = ['.builtin_trusted_keys', '.secondary_trusted_keys', '.machine', '.platform'] as const;
-
-export interface SignatureEnforcement {
-  enforced: boolean;
-  /** what the node showed, e.g. `sig_enforce=Y`, `lockdown=integrity`, `Secure Boot on` */
-  facts: string[];
-}
-
-export interface TrustedKey {
-  /** the certificate's subject as the kernel names keys (CN, or "O: CN") */
-  name: string;
-  /** upper-case hex: the subject key identifier (or the serial number when the cert has none) */
-  keyId: string;
-  /** only known from a certificate file (preflight --trusted-keys): then the match is exact */
-  cert?: { issuer: string; serial: string };
-}
 
 export interface NodeKeys {
   /** undefined when /proc/keys cannot be read */

@@ -1,6 +1,6 @@
 /**
  * The kmod tools (modprobe, modinfo, depmod), each behind a tiny interface. modprobe's output is streamed into
- * the log line by line (DESIGN §6.5); a failure is one line naming the command and modprobe's own complaint.
+ * the log line by line (docs/kmod.md, load step 6); a failure is one line naming the command and modprobe's own complaint.
  */
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';

@@ -1,5 +1,5 @@
 /**
- * Registry credentials from the places a KMM node has them (DESIGN §3, §5):
+ * Registry credentials from the places a KMM node has them (README.md "Global options", docs/images.md):
  *  - the pull-secrets dir: Kubernetes image pull secrets mounted as files named exactly `.dockerconfigjson`
  *    (`{"auths": {...}}`) or `.dockercfg` (the legacy `{host: {...}}` map), at any depth;
  *  - `--auth-file`: containers-auth.json or a docker config.json; without it, the places podman, skopeo and the

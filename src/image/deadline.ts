@@ -4,7 +4,7 @@
  * deadline aborts the operation's signal; whatever then fails is reported as the deadline, in one line.
  */
 import { OperationError, UsageError } from '../errors.js';
-import { parseDuration } from '../store/inventory.js';
+import { parseDuration } from '../duration.js';
 
 /** For pulls and inspections: a kmod image is tens of MiB; ten minutes is generous even on a slow link. */
 export const DEFAULT_OPERATION_TIMEOUT_MS = 10 * 60_000;

@@ -9,6 +9,7 @@ import {
 import type { Logger } from '../log.js';
 import { formatPlatform, platformScore, warnOtherPlatform } from './platform.js';
 import type { Descriptor, Platform } from './types.js';
+import { jsonDepth, MAX_JSON_DEPTH } from '../bounded-read.js';
 
 export interface ImageManifest {
   kind: 'manifest';
@@ -25,24 +26,13 @@ export interface IndexManifest {
 
 export type Manifest = ImageManifest | IndexManifest;
 
-/** How deep an image document (manifest, index, config) may nest: real ones are a few levels deep. */
-export const MAX_JSON_DEPTH = 64;
-
 /**
  * JSON.parse of an image document with its nesting bounded first: a hostile document nested thousands of
  * levels deep gets one clear line instead of a stack overflow somewhere later.
  */
 export function parseImageJson(text: string, what: string): unknown {
-  let depth = 0;
-  for (let i = 0, inString = false; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > MAX_JSON_DEPTH) throw new OperationError(`${what} is nested more than ${MAX_JSON_DEPTH} levels deep`);
-    } else if (c === 0x5d || c === 0x7d) depth--;
+  if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    throw new OperationError(`${what} is nested more than ${MAX_JSON_DEPTH} levels deep`);
   }
   return JSON.parse(text);
 }

@@ -9,7 +9,7 @@
  *   for (const layer of img.layers) (await img.openBlob(layer)).pipe(...)
  */
 import { createHash } from 'node:crypto';
-import { OperationError, UsageError } from '../errors.js';
+import { OperationError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { credentialPlaces, loadCredentials } from './credentials.js';
@@ -20,7 +20,8 @@ import { bypassesProxy, proxyDispatcher, proxyFailure, proxySettings, redactProx
 import { pullLocations, type PullLocation } from './pull-locations.js';
 import { parseReference, type RegistryReference } from './reference.js';
 import { loadRegistriesConf } from './registries-conf.js';
-import { RegistryClient, type RetryPolicy } from './registry-client.js';
+import { RegistryClient } from './registry-client.js';
+import type { RetryPolicy } from './transport/retry.js';
 import { openRegistryImage, resolveRegistryDigest } from './registry-source.js';
 import { registryTls } from './trust.js';
 import type { ImageSourceOptions, Platform, ResolvedImage } from './types.js';
@@ -121,7 +122,7 @@ async function firstServing<T>(ref: RegistryReference, opts: OpenImageOptions, l
       }
       failedMirrors++;
       lastError = err;
-      log.warn({ image: ref.name, location: loc.ref.name, reason: err instanceof Error ? err.message : String(err) },
+      log.warn({ image: ref.name, location: loc.ref.name, reason: errorMessage(err) },
         'mirror failed; trying the next location');
     }
   }

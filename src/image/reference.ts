@@ -1,5 +1,5 @@
 /**
- * Image references as users write them (DESIGN §5):
+ * Image references as users write them (docs/images.md):
  *   registry:  [host[:port]/]repo[:tag][@sha256:<hex>]   — Docker Hub short names normalised as docker does
  *   layout:    oci:PATH[:tag] | oci:PATH@sha256:<hex>      — a local OCI image layout
  * The grammar follows distribution/reference, so a name docker accepts is accepted here and vice versa.
@@ -174,7 +174,7 @@ export function manifestRef(r: RegistryReference): string {
   return r.digest ?? r.tag ?? 'latest';
 }
 
-/** Loopback hosts, which may be reached over plain HTTP when HTTPS fails (DESIGN §5), as docker allows. */
+/** Loopback hosts, which may be reached over plain HTTP when HTTPS fails (docs/images.md), as docker allows. */
 export function isLoopbackHost(hostPort: string): boolean {
   let host = hostPort;
   if (host.startsWith('[')) host = host.slice(1, host.indexOf(']'));

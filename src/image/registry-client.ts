@@ -6,6 +6,9 @@
  *
  * Secrets (passwords, tokens, Authorization values) never go into a log line or an error message; URLs are
  * logged without their query (a redirect to object storage carries a signature there).
+ *
+ * The parts that need none of this client's state live in transport/: the retry policy (retry.ts), how
+ * failures are read (errors.ts), the Bearer token exchange (token.ts).
  */
 import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -13,7 +16,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { OperationError } from '../errors.js';
 import { messages } from '../messages.js';
 import type { Logger } from '../log.js';
-import { parseReceivedJson } from './bounded-json.js';
+import { DEFAULT_RETRY, retryDelay, type RetryPolicy } from './transport/retry.js';
+import { fetchToken, type CachedToken, type TokenTransport } from './transport/token.js';
+import {
+  HttpStatusError, errorCode, errorText, header, isCertificateError, isRetryableError, registryErrorText, stripQuery,
+} from './transport/errors.js';
 import { parseChallenges, type Challenge } from './challenge.js';
 import type { Credential } from './credentials.js';
 import { DEFAULT_NET_LIMITS, formatMs, rateGuarded, StallError, type NetLimits } from './net-limits.js';
@@ -21,18 +28,7 @@ import { isLoopbackHost } from './reference.js';
 import { caBundle, type RegistryTls } from './trust.js';
 import { Agent, request, type AgentOptions } from './undici-parts.js';
 
-export interface RetryPolicy {
-  /** total tries of one request, the first included */
-  attempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
-
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 250, maxDelayMs: 4000 };
-const MAX_RETRY_AFTER_MS = 10_000;
 const MAX_REDIRECTS = 5;
-/** A token response is a JWT or two in a small JSON object; a few KiB in practice. */
-export const MAX_TOKEN_RESPONSE_BYTES = 1 << 20;
 /** What of an error body is read for its `{"errors": [...]}` message; the rest is dropped with the connection. */
 const MAX_ERROR_BODY_BYTES = 64 << 10;
 
@@ -73,89 +69,6 @@ export interface RegistryResponse {
   url: string;
 }
 
-interface CachedToken {
-  value: string;
-  expiresAt: number;
-}
-
-const RETRYABLE_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
-  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
-  'KMM_STALLED',
-]);
-
-const CERT_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_CERT_ALTNAME_INVALID|HOSTNAME_MISMATCH/;
-
-function errorCode(err: unknown): string | undefined {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
-    if (typeof e.code === 'string') return e.code;
-  }
-  return undefined;
-}
-
-function errorText(err: unknown): string {
-  const parts: string[] = [];
-  for (let e = err as { message?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
-    if (typeof e.message === 'string' && e.message && !parts.includes(e.message)) parts.push(e.message);
-  }
-  // OpenSSL messages span lines; failures are reported on one
-  return (parts.join(': ') || String(err)).replace(/\s+/g, ' ').trim();
-}
-
-export function isRetryableError(err: unknown): boolean {
-  if (err instanceof OperationError) return false;
-  const code = errorCode(err);
-  return code !== undefined && RETRYABLE_CODES.has(code);
-}
-
-function isCertificateError(err: unknown): boolean {
-  const code = errorCode(err) ?? '';
-  return CERT_CODES.test(code);
-}
-
-function stripQuery(u: string): string {
-  const i = u.search(/[?#]/);
-  return i < 0 ? u : u.slice(0, i);
-}
-
-function header(h: IncomingHttpHeaders, name: string): string | undefined {
-  const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** Delay before retry n (0-based), or the server's Retry-After when it says so. */
-function retryDelay(policy: RetryPolicy, n: number, retryAfter?: string): number {
-  if (retryAfter) {
-    const secs = Number(retryAfter);
-    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(retryAfter) - Date.now();
-    if (Number.isFinite(ms) && ms >= 0) return Math.min(ms, MAX_RETRY_AFTER_MS);
-  }
-  const base = Math.min(policy.baseDelayMs * 2 ** n, policy.maxDelayMs);
-  return base / 2 + Math.random() * (base / 2);
-}
-
-/** The `code: message` of a registry error body, if it has one (distribution's {"errors": [...]}). */
-function registryErrorText(body: Buffer | undefined): string | undefined {
-  try {
-    const doc = parseReceivedJson(body?.toString('utf8') ?? '', 'error body') as
-      { errors?: Array<{ code?: unknown; message?: unknown }> };
-    const e = doc.errors?.[0];
-    // a registry's words go into a one-line message: strings only, no line breaks, bounded
-    const words = [e?.code, e?.message].filter((w): w is string => typeof w === 'string' && w !== '')
-      // control characters (ANSI escapes) from a registry must not reach a terminal or an Event
-      .map((w) => w.replace(/\s+/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '?').slice(0, 300));
-    if (words.length) return words.join(': ');
-  } catch {
-    // not JSON (or cut short): the status says enough
-  }
-  return undefined;
-}
-
-class HttpStatusError extends Error {
-  constructor(readonly statusCode: number, readonly retryAfter?: string) {
-    super(`HTTP ${statusCode}`);
-  }
-}
 
 export class RegistryClient {
   private readonly opts: RegistryClientOptions;
@@ -376,7 +289,7 @@ export class RegistryClient {
     // concurrent requests (layers downloaded in parallel) share one token request
     let pending = forceNew ? undefined : this.tokenRequests.get(scope);
     if (!pending) {
-      pending = this.fetchToken(ch, scope, signal).finally(() => this.tokenRequests.delete(scope));
+      pending = fetchToken(this.tokenTransport(), ch, scope, signal).finally(() => this.tokenRequests.delete(scope));
       this.tokenRequests.set(scope, pending);
     }
     const token = await pending;
@@ -384,81 +297,21 @@ export class RegistryClient {
     return `Bearer ${token.value}`;
   }
 
-  private async fetchToken(ch: Challenge, scope: string, signal?: AbortSignal): Promise<CachedToken> {
-    const realm = ch.params.realm;
-    if (!realm) throw new OperationError(`registry ${this.registry}: Bearer challenge without a realm`);
-    let url: URL;
-    try {
-      url = new URL(realm);
-    } catch {
-      throw new OperationError(`registry ${this.registry}: Bearer challenge with an invalid realm`);
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-      throw new OperationError(`registry ${this.registry}: Bearer challenge with an invalid realm`);
-    }
-    const cred = this.opts.credential;
-    if (cred && url.protocol === 'http:' && this.base?.startsWith('https:') && !this.opts.insecure) {
-      // a registry reached over verified TLS must not have its credentials cross the network in clear text
-      throw new OperationError(`registry ${this.registry} is reached over HTTPS but names a plain-HTTP token realm ` +
-        `(${url.host}); the credentials from ${cred.source} are not sent unencrypted (insecurePull: true or --insecure ` +
-        `allows it)`);
-    }
-    const what = `token request to ${url.host}`;
-    const tooLarge = () => new OperationError(`registry ${this.registry}: the token server ${url.host} sent a response ` +
-      `larger than ${MAX_TOKEN_RESPONSE_BYTES} bytes`);
-    const res = await this.withRetries(what, signal, async () => {
-      let r: RegistryResponse;
-      if (cred?.identityToken) {
-        // docker's identitytoken is an OAuth2 refresh token, exchanged with a POST
-        const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken,
-          client_id: 'kmm-worker', scope });
-        if (ch.params.service) form.set('service', ch.params.service);
-        r = await this.raw('POST', url, { 'content-type': 'application/x-www-form-urlencoded' }, signal, form.toString());
-      } else {
-        const u = new URL(url);
-        if (ch.params.service) u.searchParams.set('service', ch.params.service);
-        u.searchParams.set('scope', scope);
-        const basic = this.basicValue();
-        r = await this.raw('GET', u.href, basic ? { authorization: basic } : {}, signal);
-      }
-      if (r.statusCode >= 500 || r.statusCode === 429) {
-        await this.discard(r);
-        throw new HttpStatusError(r.statusCode, header(r.headers, 'retry-after'));
-      }
-      // the body is read inside the retries: a token response that stalls is retried like a reset
-      return { r, body: r.statusCode === 200 ? await this.readBody(r, MAX_TOKEN_RESPONSE_BYTES, tooLarge) : undefined };
-    }).then(({ r, body }) => ({ ...r, text: body }));
-    if (res.statusCode === 401 || res.statusCode === 403) {
-      await this.discard(res);
-      throw new OperationError(cred
-        ? `registry ${this.registry}: the token server ${url.host} rejected the credentials from ${cred.source} (HTTP ${res.statusCode})`
-        : `registry ${this.registry}: the token server ${url.host} refused anonymous access (HTTP ${res.statusCode}); ` +
-          `no credentials found for ${this.registry}${this.hint()}`);
-    }
-    if (res.statusCode !== 200) {
-      await this.discard(res);
-      throw new OperationError(`registry ${this.registry}: the token server ${url.host} answered HTTP ${res.statusCode}`);
-    }
-    let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
-    try {
-      doc = parseReceivedJson(res.text!.toString('utf8'), `registry ${this.registry}: the token response of ${url.host}`) as
-        typeof doc;
-    } catch (err) {
-      if (err instanceof OperationError) throw err;
-      throw new OperationError(`registry ${this.registry}: the token server ${url.host} sent no JSON token`);
-    }
-    if (!doc || typeof doc !== 'object') {
-      throw new OperationError(`registry ${this.registry}: the token server ${url.host} sent no JSON token`);
-    }
-    const value = typeof doc.token === 'string' && doc.token ? doc.token
-      : typeof doc.access_token === 'string' ? doc.access_token : '';
-    if (!value) throw new OperationError(`registry ${this.registry}: the token server ${url.host} sent no token`);
-    // the spec's default lifetime is 60 s; renew a little early so a token never expires mid-request
-    const secs = typeof doc.expires_in === 'number' && doc.expires_in > 0 ? doc.expires_in : 60;
-    const issued = typeof doc.issued_at === 'string' ? Date.parse(doc.issued_at) : NaN;
-    const start = Number.isFinite(issued) && issued <= Date.now() ? issued : Date.now();
-    this.opts.log.debug({ registry: this.registry, scope, expiresIn: secs }, 'obtained a registry token');
-    return { value, expiresAt: start + Math.max(secs - 10, secs / 2) * 1000 };
+  /** What the token exchange (transport/token.ts) may use of this client. */
+  private tokenTransport(): TokenTransport {
+    return {
+      registry: this.registry,
+      viaHttps: Boolean(this.base?.startsWith('https:')),
+      insecure: Boolean(this.opts.insecure),
+      credential: this.opts.credential,
+      hint: this.hint(),
+      log: this.opts.log,
+      basic: this.basicValue(),
+      raw: (method, url, headers, signal, body) => this.raw(method, url, headers, signal, body),
+      readBody: (res, limit, onTooLarge) => this.readBody(res, limit, onTooLarge),
+      discard: (res) => this.discard(res),
+      withRetries: (what, signal, fn) => this.withRetries(what, signal, fn),
+    };
   }
 
   private hint(): string {

@@ -11,7 +11,8 @@ import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
 import { configDiffIds, once, parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
 import { manifestRef, type RegistryReference } from './reference.js';
 import { checkNesting, parseReceivedJson } from './bounded-json.js';
-import { isRetryableError, type RegistryClient, type RegistryResponse } from './registry-client.js';
+import type { RegistryClient, RegistryResponse } from './registry-client.js';
+import { isRetryableError } from './transport/errors.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
 import { readVerified, sha256Digest, verifiedStream } from './verify.js';
 

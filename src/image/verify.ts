@@ -10,6 +10,7 @@ import type { Descriptor } from './types.js';
 
 export class DigestMismatchError extends OperationError {
   override name = 'DigestMismatchError';
+  override readonly code = 'KMM_DIGEST_MISMATCH';
 }
 
 export function checkDigestFormat(digest: string): string {

@@ -5,7 +5,8 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TrustedKey } from '../host/module-signing.js';
+import type { TrustedKey } from './trust.js';
+import { normaliseModuleName } from './names.js';
 import { DerError, TAG, children, expect, integerHex, kernelKeyName, nameAttributes, oidString, parseDer } from './der.js';
 
 const OID_SUBJECT_KEY_ID = '2.5.29.14';
@@ -68,7 +69,7 @@ export function parseSymvers(text: string): Map<string, string> {
   const map = new Map<string, string>();
   for (const line of text.split('\n')) {
     const f = line.split('\t');
-    if (f.length >= 3 && f[1]) map.set(f[1], (f[2]!.split('/').pop() ?? '').replaceAll('-', '_'));
+    if (f.length >= 3 && f[1]) map.set(f[1], normaliseModuleName(f[2]!.split('/').pop() ?? ''));
   }
   return map;
 }

@@ -3,8 +3,8 @@
  * would the kernel accept its signature, and does it fit the kernel's ABI (vermagic, symbols)?
  * A refusal is one line: which module, what is wrong, what the node has, how to fix it.
  */
-import type { SignatureEnforcement, TrustedKey } from '../host/module-signing.js';
-import { kernelMatches } from '../host/host.js';
+import type { SignatureEnforcement, TrustedKey } from './trust.js';
+import { kernelMatches } from './names.js';
 import type { KoFile } from './ko-file.js';
 import { modinfoField } from './elf.js';
 import { colonHex } from './signature.js';

@@ -6,7 +6,7 @@
  */
 import { MODULE_NAME } from '../config/module-config.js';
 import { UsageError } from '../errors.js';
-import { checkImageRepository } from '../day1/image-ref.js';
+import { checkImageRepository } from '../config/day1-image-ref.js';
 import type { ModuleResource } from './module-cr.js';
 
 export interface Day1Preflight {

@@ -6,9 +6,8 @@
  */
 import { posix } from 'node:path';
 import type { ResolvedImage } from '../image/types.js';
-import { openImageLayer } from '../extract/image-layer.js';
-import { rawLayerEntries } from '../extract/layer-entries.js';
-import { canonicalPath, entryKind, LayerChanges, resolveInImage, UpperLayers } from '../image/merged-listing.js';
+import { canonicalPath, resolveInImage, walkMergedView } from '../extract/merged-view.js';
+import { isKoFile, moduleNameOfFile, normaliseModuleName } from '../kmod/names.js';
 
 export interface KmodQuery {
   /** modprobe.dirName, e.g. `/opt` */
@@ -38,14 +37,6 @@ export type KmodSearchResult =
       modulesForKernel: string[];
     };
 
-const KO = /\.ko(?:\.(?:xz|zst|gz))?$/;
-
-/** modprobe treats `-` and `_` in module names alike. */
-export function moduleStem(fileName: string): string | undefined {
-  const m = KO.exec(fileName);
-  return m ? fileName.slice(0, m.index).replaceAll('-', '_') : undefined;
-}
-
 export async function findKmodInImage(
   image: ResolvedImage,
   query: KmodQuery,
@@ -57,47 +48,30 @@ export async function findKmodInImage(
 ): Promise<KmodSearchResult> {
   const modulesRoot = canonicalPath(`${query.dirName}/lib/modules`);
   const kernelDir = canonicalPath(`${modulesRoot}/${query.kernelVersion}`);
-  const wanted = query.moduleName?.replaceAll('-', '_');
+  const wanted = query.moduleName === undefined ? undefined : normaliseModuleName(query.moduleName);
   const isWanted = (path: string, dir: string): boolean => {
     if (!path.startsWith(`${dir}/`)) return false;
-    const stem = moduleStem(posix.basename(path));
+    const stem = moduleNameOfFile(posix.basename(path));
     return stem !== undefined && (wanted === undefined || stem === wanted);
   };
 
-  const above = new UpperLayers();
   const kmods = new Set<string>(); // every visible .ko of the merged view
   const symlinks = new Map<string, string>(); // visible symlinks: path -> target
   const collected = new Map<string, Buffer>();
   let foundPath: string | undefined;
-  for (let i = image.layers.length - 1; i >= 0; i--) {
-    opts.signal?.throwIfAborted();
-    const changes = new LayerChanges();
-    const { blob, mediaType, read } = await openImageLayer(image, i, opts);
-    for await (const { header, stream } of rawLayerEntries(blob, mediaType, read)) {
-      const kind = entryKind(header.type);
-      if (above.hides(canonicalPath(header.name), kind)) {
-        // hidden by an upper layer; a whiteout marker here still only affects the layers below
-        if (!posix.basename(header.name).startsWith('.wh.')) {
-          await stream.skip();
-          continue;
-        }
-      }
-      const path = changes.record(header.name, kind);
-      if (path !== undefined && kind === 'file' && KO.test(path) && opts.collect?.(`/${path}`)) {
-        const chunks: Buffer[] = [];
-        for await (const chunk of stream) chunks.push(chunk);
-        collected.set(`/${path}`, Buffer.concat(chunks));
-      } else await stream.skip();
-      if (path === undefined) continue;
-      if (kind === 'symlink' && header.linkname) symlinks.set(path, header.linkname);
-      if (kind !== 'file' || !KO.test(path)) continue;
-      kmods.add(path);
-      if (foundPath === undefined && isWanted(path, kernelDir)) foundPath = `/${path}`;
+  await walkMergedView(image, opts, async ({ path, kind, linkname, body }) => {
+    if (kind === 'symlink' && linkname) symlinks.set(path, linkname);
+    if (kind !== 'file' || !isKoFile(path)) return;
+    if (opts.collect?.(`/${path}`)) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of body) chunks.push(chunk);
+      collected.set(`/${path}`, Buffer.concat(chunks));
     }
-    // the layer that holds the answer was read to its end (its DiffID checked); the layers below it are not read
-    if (foundPath !== undefined && !opts.collect) return { found: true, path: foundPath };
-    above.absorb(changes);
-  }
+    kmods.add(path);
+    if (foundPath === undefined && isWanted(path, kernelDir)) foundPath = `/${path}`;
+  // the layer that holds the answer was read to its end (its DiffID checked); the layers below it are not read
+  }, () => foundPath !== undefined && !opts.collect);
+  if (foundPath !== undefined && !opts.collect) return { found: true, path: foundPath };
   if (foundPath !== undefined) return { found: true, path: foundPath, collected };
 
   // Not at the literal path: the directory may be reached through symlinks (e.g. lib -> usr/lib).
@@ -112,7 +86,7 @@ export async function findKmodInImage(
     if (!p.startsWith(`${realModulesRoot}/`)) continue;
     const kver = p.slice(realModulesRoot.length + 1).split('/')[0]!;
     kernels.add(kver);
-    if (p.startsWith(`${realKernelDir}/`)) modulesForKernel.add(moduleStem(posix.basename(p))!);
+    if (p.startsWith(`${realKernelDir}/`)) modulesForKernel.add(moduleNameOfFile(posix.basename(p))!);
   }
   return {
     found: false,

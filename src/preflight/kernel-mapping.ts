@@ -2,7 +2,7 @@
  * Which image, module name and directory a Module uses for one kernel — KMM's kernel-mapping resolution:
  * mappings in order, a literal matches the kernel string exactly, a regexp matches anywhere in it (Go
  * `MatchString`, unanchored), the first match wins; mapping values override the container-level ones; then
- * the variables of DESIGN §11 are substituted in the image name.
+ * the variables of docs/preflight.md are substituted in the image name.
  */
 import { compileGoRegexp, GoRegexpError } from './go-regexp.js';
 import { kernelVariables } from './kernel.js';

@@ -8,7 +8,7 @@ export function normalizeKernelVersion(version: string): string {
   return version.replace(/[^A-Za-z0-9._-]/g, '_');
 }
 
-/** The variables a Module's containerImage may use (DESIGN §11), except MOD_NAME / MOD_NAMESPACE. */
+/** The variables a Module's containerImage may use (docs/preflight.md), except MOD_NAME / MOD_NAMESPACE. */
 export interface KernelVariables {
   KERNEL_FULL_VERSION: string;
   KERNEL_VERSION: string;

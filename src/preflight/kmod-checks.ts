@@ -7,12 +7,12 @@ import { posix } from 'node:path';
 import { MiB } from '../bounded-read.js';
 import { readInputFile, whyUnreadable } from './module-cr.js';
 import { UsageError, oneLine } from '../errors.js';
-import type { TrustedKey } from '../host/module-signing.js';
+import type { TrustedKey } from '../kmod/trust.js';
 import { koFromBytes, type KoFile } from '../kmod/ko-file.js';
 import { modinfoField } from '../kmod/elf.js';
 import { describeKey, describeSignature, symbolsVerdict, trustingKey, vermagicVerdict } from '../kmod/verdicts.js';
 import { parseSymvers, readTrustedKeysDir, CertificateError } from '../kmod/certs.js';
-import { moduleStem } from './find-kmod.js';
+import { moduleNameOfFile, normaliseModuleName } from '../kmod/names.js';
 
 export interface KmodCheckInputs {
   /** certificates from --trusted-keys DIR */
@@ -47,8 +47,8 @@ export async function readKmodCheckInputs(opts: { trustedKeys?: string; symvers?
 /** Which `.ko` files of the image the checks read: the module's, or with --symvers every one of its kernel's. */
 export function kosToRead(kernelDir: string, moduleName: string | undefined, inputs: KmodCheckInputs): (path: string) => boolean {
   const dir = `${posix.join('/', kernelDir)}/`;
-  const wanted = moduleName?.replaceAll('-', '_');
-  return (path) => path.startsWith(dir) && (inputs.symvers !== undefined || wanted === undefined || moduleStem(posix.basename(path)) === wanted);
+  const wanted = moduleName === undefined ? undefined : normaliseModuleName(moduleName);
+  return (path) => path.startsWith(dir) && (inputs.symvers !== undefined || wanted === undefined || moduleNameOfFile(posix.basename(path)) === wanted);
 }
 
 export interface KmodCheckResult {
@@ -73,7 +73,7 @@ export async function checkKmodForKernel(
   } catch (err) {
     return { ok: false, parts: [oneLine(err)] };
   }
-  const name = moduleStem(posix.basename(path))!;
+  const name = moduleNameOfFile(posix.basename(path))!;
   const failed: string[] = [];
   const passed: string[] = [];
   const vermagic = vermagicVerdict(name, ko, kernelVersion);
@@ -94,14 +94,14 @@ export async function checkKmodForKernel(
   if (inputs.symvers) {
     const others = await otherModules(collected, path, image);
     const exported = new Set(others.flatMap((k) => k.elf.exportedSymbols));
-    const imageModules = new Set(others.map((k) => moduleStem(posix.basename(k.path.split(' in image ')[0]!))!));
+    const imageModules = new Set(others.map((k) => moduleNameOfFile(posix.basename(k.path.split(' in image ')[0]!))!));
     const symvers = inputs.symvers;
     const symversModules = new Set(symvers.values());
     const missing = ko.elf.undefinedSymbols.filter((s) => s !== '.TOC.' && !symvers.has(s) && !exported.has(s));
     const missingModules = (modinfoField(ko.elf, 'depends') ?? '')
       .split(',')
       .filter(Boolean)
-      .map((d) => d.replaceAll('-', '_'))
+      .map(normaliseModuleName)
       .filter((d) => !imageModules.has(d) && !symversModules.has(d));
     const v = symbolsVerdict(name, ko, missing, missingModules, `kernel ${kernelVersion}'s --symvers, the image's modules`);
     (v.ok ? passed : failed).push(v.ok ? `symbols: all ${ko.elf.undefinedSymbols.length} found in --symvers or the image` : `symbols: ${v.message}`);

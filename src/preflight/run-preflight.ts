@@ -1,5 +1,5 @@
 /**
- * The preflight story (DESIGN §11): find the kernel and the Modules, validate every Module concurrently
+ * The preflight story (docs/preflight.md): find the kernel and the Modules, validate every Module concurrently
  * (bounded, each with its own time limit), print the report, optionally write it into a
  * PreflightValidation's or PreflightValidationOCP's status. Exit 0 only when every Module succeeded.
  */

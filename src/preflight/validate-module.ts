@@ -5,7 +5,7 @@
  */
 import type { Logger } from '../log.js';
 import type { ImageSourceOptions, ResolvedImage } from '../image/types.js';
-import { oneLine } from '../errors.js';
+import { oneLine, errorMessage } from '../errors.js';
 import { findKmodInImage } from './find-kmod.js';
 import { checkKmodForKernel, kosToRead, type KmodCheckInputs } from './kmod-checks.js';
 import { resolveModuleForKernel, type ResolvedModule } from './kernel-mapping.js';
@@ -158,7 +158,7 @@ export function classifyImageError(err: unknown): 'not-found' | 'denied' | 'othe
   const code = typeof e?.code === 'string' ? e.code.toUpperCase() : typeof e?.kind === 'string' ? e.kind.toUpperCase() : '';
   if (status === 404 || /MANIFEST_UNKNOWN|NAME_UNKNOWN|NOT[_-]?FOUND/.test(code)) return 'not-found';
   if (status === 401 || status === 403 || /UNAUTHORIZED|DENIED|FORBIDDEN/.test(code)) return 'denied';
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = errorMessage(err);
   if (/\b404\b|not found|manifest unknown|name unknown|no such (image|tag|manifest)/i.test(msg)) return 'not-found';
   if (/\b40[13]\b|unauthori[sz]ed|denied|forbidden|requires authentication|authentication (?:required|failed)/i.test(msg)) return 'denied';
   return 'other';

@@ -1,10 +1,10 @@
 /**
- * Chooses the Reporter for a command (DESIGN §8): Kubernetes Events when `--report auto`, a node name and
+ * Chooses the Reporter for a command (docs/reporting.md): Kubernetes Events when `--report auto`, a node name and
  * credentials exist; otherwise none. A dry run reports nothing (it touches nothing, the cluster included).
  */
 import type { Context } from '../context.js';
 import { oneLine } from '../errors.js';
-import type { ModuleIdentity } from '../worker/identity.js';
+import type { ModuleIdentity } from '../config/identity.js';
 import type { LoadKubeConfigOptions } from './kube.js';
 import type { KubeReporterOptions } from './kube-reporter.js';
 import { noReporter, type Reporter } from './reporter.js';

@@ -1,5 +1,5 @@
 /**
- * Events on the Node (DESIGN §8), written the way `kubectl describe node` finds them.
+ * Events on the Node (docs/reporting.md), written the way `kubectl describe node` finds them.
  *
  * Repeats: the agent is usually a short-lived process (one `kmod load` per worker pod), so an in-memory
  * correlator like client-go's cannot see the previous event. Instead an event's name is derived from what
@@ -13,9 +13,10 @@
 import { createHash } from 'node:crypto';
 import { PatchStrategy, type CoreV1Event } from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
-import { identityString, type ModuleIdentity } from '../worker/identity.js';
+import { identityString, type ModuleIdentity } from '../config/identity.js';
 import { apiStatus, callOptions, describeApiError, type KubeClients } from './kube.js';
 import type { ModuleEvent, Reporter } from './reporter.js';
+import { errorMessage } from '../errors.js';
 
 export const REPORTING_COMPONENT = 'kmm-worker';
 export const EVENT_NAMESPACE = 'default';
@@ -119,7 +120,7 @@ export function createKubeReporter(opts: KubeReporterOptions): Reporter {
       log.warn({ missingPermission: { verb, resource, namespace: resource === 'events' ? EVENT_NAMESPACE : undefined } },
         `${what}: permission denied: not allowed to "${verb}" ${resource}${resource === 'events' ? ` in namespace "${EVENT_NAMESPACE}"` : ''} (RBAC; deploy/rbac.yaml grants what is needed)`);
     } else {
-      log.warn(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      log.warn(`${what}: ${errorMessage(err)}`);
     }
   }
 

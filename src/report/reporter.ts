@@ -1,4 +1,4 @@
-/** What the load/unload flows tell the cluster (DESIGN §8). A Reporter never throws and never changes an outcome. */
+/** What the load/unload flows tell the cluster (docs/reporting.md). A Reporter never throws and never changes an outcome. */
 export type ReportReason = 'ModuleLoaded' | 'ModuleUnloaded' | 'ModuleLoadFailed' | 'ModuleUnloadFailed';
 
 export interface ModuleEvent {

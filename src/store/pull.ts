@@ -1,12 +1,12 @@
 /**
- * Pulling into the cache (DESIGN §5): the pull policies, one download per entry across concurrent agents,
+ * Pulling into the cache (docs/cache.md): the pull policies, one download per entry across concurrent agents,
  * and entries that are complete or absent whatever happens to the process.
  */
 import { execFile } from 'node:child_process';
 import { lstat, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { OperationError, UsageError } from '../errors.js';
+import { OperationError, UsageError, errorMessage } from '../errors.js';
 import { extractImage, type LayerProgress } from '../extract/extract-image.js';
 import { selectionPrefixes, type KernelSelection, type Selection } from '../extract/selection.js';
 import { DEFAULT_OPERATION_TIMEOUT_MS, withDeadline } from '../image/deadline.js';
@@ -16,12 +16,12 @@ import type { ResolvedImage } from '../image/types.js';
 import type { Logger } from '../log.js';
 import { acquireLock } from './lock.js';
 import { entryKey, fsyncDir, StoreDir, type EntryMeta, type StoredEntry } from './store-dir.js';
+import { PULL_POLICIES, type ImagePullPolicy } from '../config/module-config.js';
 
-export type PullPolicy = 'IfNotPresent' | 'Always' | 'Never';
 
 export interface PullOptions {
   imagesDir: string;
-  policy: PullPolicy;
+  policy: ImagePullPolicy;
   selection: Selection;
   insecure?: boolean;
   platform?: string;
@@ -35,7 +35,7 @@ export interface PullOptions {
   timeoutMs?: number;
 }
 
-/** A complete cache entry as the commands show it (`image pull --json`, `image ls --json`; DESIGN §5). */
+/** A complete cache entry as the commands show it (`image pull --json`, `image ls --json`; docs/cache.md). */
 export interface StoredImage {
   /** normalised reference */
   reference: string;
@@ -53,12 +53,10 @@ export interface PullResult extends StoredImage {
   fromCache: boolean;
 }
 
-const POLICIES: readonly PullPolicy[] = ['IfNotPresent', 'Always', 'Never'];
-
-export function parsePullPolicy(value: string | undefined, field = '--pull-policy'): PullPolicy {
+export function parsePullPolicy(value: string | undefined, field = '--pull-policy'): ImagePullPolicy {
   if (value === undefined || value === '') return 'IfNotPresent';
   // `--pull-policy always` as people type it; the Kubernetes spelling is the canonical one
-  const policy = POLICIES.find((p) => p.toLowerCase() === value.toLowerCase());
+  const policy = PULL_POLICIES.find((p) => p.toLowerCase() === value.toLowerCase());
   if (policy) return policy;
   throw new UsageError(`${field} must be one of IfNotPresent, Always, Never; got '${value}'`);
 }
@@ -279,7 +277,7 @@ async function writeEntry(
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     if (err instanceof OperationError || err instanceof UsageError || opts.signal?.aborted) throw err;
-    const msg = err instanceof Error ? err.message : String(err);
+    const msg = errorMessage(err);
     throw new OperationError(`cannot store image ${opts.reference} in ${store.dir}: ${msg}`, { cause: err });
   }
 }
@@ -320,6 +318,6 @@ async function syncFilesystem(dir: string, log: Logger): Promise<void> {
   try {
     await run('sync', ['-f', dir]);
   } catch (err) {
-    log.warn({ dir, err: err instanceof Error ? err.message : String(err) }, 'could not sync the new cache entry to disk');
+    log.warn({ dir, err: errorMessage(err) }, 'could not sync the new cache entry to disk');
   }
 }

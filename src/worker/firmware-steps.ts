@@ -1,10 +1,10 @@
-/** DESIGN §6.4 / §7.4 as flow steps: the image's firmware onto the node, firmware_class.path, and back off. */
+/** docs/kmod.md, load step 5 and unload step 4 as flow steps: the image's firmware onto the node, firmware_class.path, and back off. */
 import { join } from 'node:path';
 import { OperationError } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
 import { DEFAULT_FIRMWARE_DIR, FIRMWARE_CLASS_PATH } from '../host/host.js';
 import { installFirmware, removeFirmware, type FirmwareOwner } from '../host/firmware.js';
-import type { WorkerDeps } from './deps.js';
+import type { WorkerDeps } from './ports.js';
 import type { KmodsLocation } from './kmods-source.js';
 import { modulesOfConfig } from './modprobe-argv.js';
 

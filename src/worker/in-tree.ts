@@ -1,7 +1,6 @@
-/** DESIGN §6.3: take out the in-tree modules an image replaces, with one `modprobe -r -v` on the host's tree. */
+/** docs/kmod.md, load step 4: take out the in-tree modules an image replaces, with one `modprobe -r -v` on the host's tree. */
 import { OperationError } from '../errors.js';
-import type { WorkerDeps } from './deps.js';
-import { planNote } from './plan.js';
+import type { WorkerDeps } from './ports.js';
 
 /** An in-use failure that names the holders, or undefined when the module is not in use. */
 export async function inUseError(deps: WorkerDeps, name: string): Promise<OperationError | undefined> {
@@ -21,7 +20,7 @@ export async function removeInTreeModules(deps: WorkerDeps, names: string[], fie
     }
     if (s.kind === 'absent') {
       deps.log.info({ module: name }, `in-tree module ${name} is not loaded; nothing to remove`);
-      planNote(deps, `# in-tree module ${name} is not loaded: nothing to remove`);
+      deps.plan.print(`# in-tree module ${name} is not loaded: nothing to remove`);
     } else loaded.push(name);
   }
   if (loaded.length === 0) return;

@@ -5,16 +5,16 @@
  * A module that cannot load stops the load here, with the in-tree modules and the firmware untouched.
  */
 import { OperationError } from '../errors.js';
-import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
+import type { ModuleConfig } from '../config/module-config.js';
+import { normaliseModuleName } from '../kmod/names.js';
 import { readKoFile, type KoFile } from '../kmod/ko-file.js';
 import { modinfoField } from '../kmod/elf.js';
 import { signatureVerdict, symbolsVerdict, vermagicVerdict, type Verdict } from '../kmod/verdicts.js';
 import { readNodeKeys, readSignatureEnforcement } from '../host/module-signing.js';
 import { kernelSymbolsHaving, moduleTreeSymbols } from '../host/kernel-symbols.js';
-import type { WorkerDeps } from './deps.js';
+import type { WorkerDeps } from './ports.js';
 import type { PreparedKmods } from './kmods.js';
 import { modulesOfConfig } from './modprobe-argv.js';
-import { planNote } from './plan.js';
 
 /** Symbols the kernel's module loader resolves itself (ppc64's TOC base). */
 const LOADER_SYMBOLS = new Set(['.TOC.']);
@@ -46,12 +46,12 @@ export async function checkKmodsFitKernel(deps: WorkerDeps, config: ModuleConfig
     const v = signatureVerdict(name, ko, enforcement, keys);
     refuse(v);
     deps.log[v.taints ? 'info' : 'debug']({ module: name, path: ko.path }, v.message);
-    planNote(deps, `# signature: ${v.message}`);
+    deps.plan.print(`# signature: ${v.message}`);
   }
   for (const [name, ko] of modules) {
     const v = vermagicVerdict(name, ko, config.kernelVersion);
     refuse(v);
-    planNote(deps, `# abi: ${v.message}`);
+    deps.plan.print(`# abi: ${v.message}`);
   }
   await checkSymbols(deps, modules, kmods);
 }
@@ -64,7 +64,7 @@ async function checkSymbols(deps: WorkerDeps, modules: Map<string, KoFile>, kmod
   const kernel = await kernelSymbolsHaving(deps.host, kmods.kernelVersion, wanted);
   if (!kernel) {
     deps.log.info('neither /proc/kallsyms nor a System.map can be read: the symbols the modules need are not checked');
-    planNote(deps, '# abi: neither /proc/kallsyms nor a System.map can be read: symbols not checked');
+    deps.plan.print('# abi: neither /proc/kallsyms nor a System.map can be read: symbols not checked');
     return;
   }
   const fromKernel = kernel.found;
@@ -84,6 +84,6 @@ async function checkSymbols(deps: WorkerDeps, modules: Map<string, KoFile>, kmod
     }
     const v = symbolsVerdict(name, ko, missing, missingModules, 'the running kernel, the image, the host module tree');
     refuse(v);
-    planNote(deps, `# abi: ${v.message}`);
+    deps.plan.print(`# abi: ${v.message}`);
   }
 }

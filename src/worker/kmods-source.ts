@@ -1,5 +1,5 @@
 /**
- * Where the kmods of a config come from (DESIGN §6 step 2). The load/unload flows ask each source in order and
+ * Where the kmods of a config come from (docs/kmod.md, load step 3). The load/unload flows ask each source in order and
  * the first location wins: the shared dir a KMM init container prepared, then (added by the image cache) a pull
  * of `containerImage`. A source's tree is read-only to the flows.
  */
@@ -19,7 +19,7 @@ export interface KmodsLocation {
 export interface KmodsSource {
   name: string;
   /** undefined: this source has nothing for the config (the next source is asked) */
-  locate(config: ModuleConfig, opts: { signal?: AbortSignal; dryRun?: boolean }): Promise<KmodsLocation | undefined>;
+  locate(config: ModuleConfig, opts: { signal?: AbortSignal }): Promise<KmodsLocation | undefined>;
 }
 
 async function isDir(path: string): Promise<boolean> {

@@ -1,5 +1,5 @@
 /**
- * DESIGN §6.2 / §7.2: find the kmods for a config, check they hold the module, and make sure modprobe can use
+ * docs/kmod.md, load step 3 and unload step 2: find the kmods for a config, check they hold the module, and make sure modprobe can use
  * them. A source's tree is never written to: when modules.dep is missing (or the running kernel differs only by
  * a trailing `+`, or there are .ko.gz files), the kernel's directory is copied into a scratch root and fixed up
  * there.
@@ -9,18 +9,18 @@
  * kernel gets the same bytes; srcversion is unchanged) and depmod indexes the .ko files.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { cp, readFile, readdir, rm, stat, symlink } from 'node:fs/promises';
+import { cp, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { basename, isAbsolute, join } from 'node:path';
 import type { Logger } from '../log.js';
 import { OperationError } from '../errors.js';
-import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
+import type { ModuleConfig } from '../config/module-config.js';
+import { findModuleKo, gzippedKos } from '../kmod/find-ko.js';
+import { KO_FORMS, moduleNameOfPath } from '../kmod/names.js';
 import type { DepmodRunner } from '../host/runners.js';
 import { makeTempDir } from '../host/temp-dir.js';
 import type { KmodsLocation, KmodsSource } from './kmods-source.js';
-
-const KO = /\.ko(\.xz|\.zst|\.gz)?$/;
 
 export interface PreparedKmods extends KmodsLocation {
   kernelVersion: string;
@@ -40,11 +40,11 @@ const exists = (p: string) => stat(p).then(() => true, () => false);
 export async function locateKmods(
   sources: KmodsSource[],
   config: ModuleConfig,
-  opts: { signal?: AbortSignal; dryRun?: boolean; log: Logger },
+  opts: { signal?: AbortSignal; log: Logger },
 ): Promise<KmodsLocation> {
   const tried: string[] = [];
   for (const source of sources) {
-    const loc = await source.locate(config, { ...(opts.signal ? { signal: opts.signal } : {}), dryRun: opts.dryRun ?? false });
+    const loc = await source.locate(config, opts.signal ? { signal: opts.signal } : {});
     if (loc) {
       opts.log.info({ source: source.name, origin: loc.origin }, `kmods for ${config.kernelVersion} found in ${loc.origin}`);
       return loc;
@@ -63,24 +63,10 @@ export async function readModulesDep(kernelDir: string): Promise<Map<string, str
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
     const rel = line.slice(0, colon).trim();
-    const name = normaliseModuleName(basename(rel).replace(KO, ''));
+    const name = moduleNameOfPath(rel);
     map.set(name, isAbsolute(rel) ? rel : join(kernelDir, rel));
   }
   return map;
-}
-
-/** Finds `<name>.ko[.xz|.zst|.gz]` anywhere under dir (not following symlinks such as KMM's `host` link). */
-async function findKo(dir: string, name: string): Promise<string | undefined> {
-  const want = normaliseModuleName(name);
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  const hit = entries.find((e) => e.isFile() && KO.test(e.name) && normaliseModuleName(e.name.replace(KO, '')) === want);
-  return hit ? join(hit.parentPath, hit.name) : undefined;
-}
-
-/** Every `.ko.gz` under dir (not following symlinks). */
-async function gzippedKos(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => e.isFile() && e.name.endsWith('.ko.gz')).map((e) => join(e.parentPath, e.name));
 }
 
 /** Replaces each .ko.gz of the scratch tree with its .ko, so a kmod without zlib can load it. */
@@ -109,7 +95,6 @@ export async function prepareKmods(opts: {
   depmod: DepmodRunner;
   log: Logger;
   signal?: AbortSignal;
-  dryRun?: boolean;
 }): Promise<PreparedKmods> {
   const { config, log } = opts;
   const kver = config.kernelVersion;
@@ -119,10 +104,10 @@ export async function prepareKmods(opts: {
     throw new OperationError(`${loc.origin} has no lib/modules/${kver} under ${config.modprobe.dirName}`);
   }
   if (config.modprobe.moduleName) {
-    const ko = await findKo(kernelDir, config.modprobe.moduleName);
+    const ko = await findModuleKo(kernelDir, config.modprobe.moduleName);
     if (!ko) {
       throw new OperationError(
-        `modprobe.moduleName: ${config.modprobe.moduleName}.ko (or .ko.xz/.ko.zst/.ko.gz) is not under ${kernelDir}`,
+        `modprobe.moduleName: ${config.modprobe.moduleName}${KO_FORMS} is not under ${kernelDir}`,
       );
     }
   }

@@ -1,16 +1,15 @@
-/** DESIGN §6: load a module — each step one call, in the contract's order. */
+/** docs/kmod.md, "What load does": load a module — each step one call, in the contract's order. */
 import { OperationError } from '../errors.js';
 import type { ModuleConfig } from '../config/module-config.js';
-import { kernelMatches } from '../host/host.js';
-import type { WorkerDeps } from './deps.js';
-import { identityString } from './identity.js';
+import { kernelMatches } from '../kmod/names.js';
+import type { WorkerDeps } from './ports.js';
+import { identityString } from '../config/identity.js';
 import { prepareKmods, type PreparedKmods } from './kmods.js';
 import { removeInTreeModules } from './in-tree.js';
 import { checkKmodsFitKernel } from './kmod-checks.js';
 import { copyImageFirmware, setFirmwareClassPath } from './firmware-steps.js';
 import { loadArgvs } from './modprobe-argv.js';
 import { verifyLoaded } from './verify.js';
-import { planNote } from './plan.js';
 import { withReportedOutcome } from './outcome.js';
 import { stageModprobeConfig, type StagedModprobeConfig } from './modprobe-conf.js';
 
@@ -45,7 +44,7 @@ export async function checkKernel(deps: WorkerDeps, config: ModuleConfig): Promi
   return running;
 }
 
-/** DESIGN §6.2: the first kmods source that has them, prepared for modprobe (see prepareKmods). */
+/** docs/kmod.md, load step 3: the first kmods source that has them, prepared for modprobe (see prepareKmods). */
 export function findKmods(deps: WorkerDeps, config: ModuleConfig, runningKernel: string): Promise<PreparedKmods> {
   return prepareKmods({
     sources: deps.sources,
@@ -53,11 +52,10 @@ export function findKmods(deps: WorkerDeps, config: ModuleConfig, runningKernel:
     runningKernel,
     depmod: deps.depmod,
     log: deps.log,
-    dryRun: deps.dryRun,
     ...(deps.signal ? { signal: deps.signal } : {}),
   }).then((kmods) => {
     if (kmods.scratch) {
-      planNote(deps, `# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)`);
+      deps.plan.print(`# modprobe uses a scratch copy of the kmods, ${kmods.scratch} (missing modules.dep generated there; removed when done)`);
     }
     return kmods;
   });
@@ -68,19 +66,19 @@ export async function stageModprobeFiles(deps: WorkerDeps, config: ModuleConfig,
   const staged = await stageModprobeConfig(deps.modprobe, config, kmods.imageRoot);
   if (staged.dir) {
     deps.log.info({ modprobedDir: config.modprobe.modprobedDir, staged: staged.dir }, `modprobe also reads the image's ${config.modprobe.modprobedDir}`);
-    planNote(deps, `# modprobe also reads the image's ${config.modprobe.modprobedDir}, staged in ${staged.dir} (removed when done)`);
+    deps.plan.print(`# modprobe also reads the image's ${config.modprobe.modprobedDir}, staged in ${staged.dir} (removed when done)`);
   }
   return staged;
 }
 
 export async function loadModule(deps: WorkerDeps, config: ModuleConfig, opts: LoadOptions = {}): Promise<void> {
   await withReportedOutcome(deps, 'load', async () => {
-    planNote(deps, `# dry run: load ${identityString(deps.identity)} for kernel ${config.kernelVersion}`);
+    deps.plan.print(`# dry run: load ${identityString(deps.identity)} for kernel ${config.kernelVersion}`);
     const running = await checkKernel(deps, config);
     const kmods = await findKmods(deps, config, running);
     let staged: StagedModprobeConfig | undefined;
     try {
-      planNote(deps, `# kmods from ${kmods.origin}`);
+      deps.plan.print(`# kmods from ${kmods.origin}`);
       await checkKmodsFitKernel(deps, config, kmods);
       staged = await stageModprobeFiles(deps, config, kmods);
       const withConf: WorkerDeps = { ...deps, modprobe: staged.modprobe };

@@ -1,8 +1,8 @@
-/** DESIGN §8 for both flows: how a load or an unload ended is logged and told to the cluster. */
+/** docs/reporting.md for both flows: how a load or an unload ended is logged and told to the cluster. */
 import { UsageError, oneLine } from '../errors.js';
 import type { ReportReason } from '../report/reporter.js';
-import type { WorkerDeps } from './deps.js';
-import { identityString } from './identity.js';
+import type { WorkerDeps } from './ports.js';
+import { identityString } from '../config/identity.js';
 
 const WORDING = {
   load: { done: 'ModuleLoaded', failed: 'ModuleLoadFailed', past: 'loaded', where: 'loaded into the kernel' },
@@ -18,12 +18,12 @@ export async function withReportedOutcome(deps: WorkerDeps, verb: 'load' | 'unlo
   try {
     await flow();
   } catch (err) {
-    if (!deps.dryRun && !(err instanceof UsageError)) {
+    if (!deps.plan.dryRun && !(err instanceof UsageError)) {
       await deps.reporter.report({ reason: words.failed, type: 'Warning', message: oneLine(err) });
     }
     throw err;
   }
-  if (deps.dryRun) return;
+  if (deps.plan.dryRun) return;
   const id = identityString(deps.identity);
   deps.log.info({ module: id }, `module ${id} ${words.past}`);
   await deps.reporter.report({ reason: words.done, type: 'Normal', message: `Module ${id} ${words.where}` });

@@ -1,20 +1,19 @@
-/** DESIGN §7: unload a module — idempotent; in-tree modules are not reloaded. */
+/** docs/kmod.md, "What unload does": unload a module — idempotent; in-tree modules are not reloaded. */
 import type { ModuleConfig } from '../config/module-config.js';
-import type { WorkerDeps } from './deps.js';
-import { identityString } from './identity.js';
+import type { WorkerDeps } from './ports.js';
+import { identityString } from '../config/identity.js';
 import { inUseError } from './in-tree.js';
 import { removeModuleFirmware } from './firmware-steps.js';
 import { modulesOfConfig, unloadArgv } from './modprobe-argv.js';
 import { checkKernel, findKmods, stageModprobeFiles, stopIfInterrupted, type LoadOptions } from './load.js';
 import type { StagedModprobeConfig } from './modprobe-conf.js';
-import { planNote } from './plan.js';
 import { withReportedOutcome } from './outcome.js';
 
 export type UnloadOptions = LoadOptions;
 
 export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts: UnloadOptions = {}): Promise<void> {
   await withReportedOutcome(deps, 'unload', async () => {
-    planNote(deps, `# dry run: unload ${identityString(deps.identity)} for kernel ${config.kernelVersion}`);
+    deps.plan.print(`# dry run: unload ${identityString(deps.identity)} for kernel ${config.kernelVersion}`);
     if (await noneLoaded(deps, config)) {
       // nothing in the kernel: no kmods needed (no pull, no kernel check — the node may have rebooted into
       // another kernel); only the firmware this module left behind is cleaned up
@@ -25,7 +24,7 @@ export async function unloadModule(deps: WorkerDeps, config: ModuleConfig, opts:
     const kmods = await findKmods(deps, config, running);
     let staged: StagedModprobeConfig | undefined;
     try {
-      planNote(deps, `# kmods from ${kmods.origin}`);
+      deps.plan.print(`# kmods from ${kmods.origin}`);
       staged = await stageModprobeFiles(deps, config, kmods);
       stopIfInterrupted(deps);
       await runModprobeUnload({ ...deps, modprobe: staged.modprobe }, config, kmods.modulesRoot);
@@ -44,7 +43,7 @@ async function noneLoaded(deps: WorkerDeps, config: ModuleConfig): Promise<boole
   const states = await Promise.all(names.map((n) => deps.host.moduleState(n)));
   if (states.some((s) => s.kind === 'loaded')) return false;
   deps.log.info({ modules: names }, `${names.join(', ')} not loaded; nothing to unload`);
-  planNote(deps, `# ${names.join(', ')} not loaded: no modprobe -r`);
+  deps.plan.print(`# ${names.join(', ')} not loaded: no modprobe -r`);
   return true;
 }
 

@@ -1,7 +1,8 @@
-/** DESIGN §6.6: what is live in the kernel must be what the image shipped. */
+/** docs/kmod.md, load step 7: what is live in the kernel must be what the image shipped. */
 import { OperationError } from '../errors.js';
-import { normaliseModuleName, type ModuleConfig } from '../config/module-config.js';
-import type { WorkerDeps } from './deps.js';
+import type { ModuleConfig } from '../config/module-config.js';
+import { normaliseModuleName } from '../kmod/names.js';
+import type { WorkerDeps } from './ports.js';
 import type { PreparedKmods } from './kmods.js';
 import { modulesOfConfig } from './modprobe-argv.js';
 
@@ -11,8 +12,8 @@ export async function verifyLoaded(deps: WorkerDeps, config: ModuleConfig, kmods
   for (const name of modulesOfConfig(config)) {
     const ko = checkSource ? kmods.koPaths.get(normaliseModuleName(name)) : undefined;
     const expected = ko ? await deps.modinfo.srcversion(ko) : undefined;
-    if (deps.dryRun) {
-      deps.planOut.write(`verify ${deps.host.path(`/sys/module/${normaliseModuleName(name)}`)} is live${expected ? ` with srcversion ${expected}` : ''}\n`);
+    if (deps.plan.dryRun) {
+      deps.plan.print(`verify ${deps.host.path(`/sys/module/${normaliseModuleName(name)}`)} is live${expected ? ` with srcversion ${expected}` : ''}`);
       continue;
     }
     const s = await deps.host.moduleState(name);

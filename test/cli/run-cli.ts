@@ -4,19 +4,17 @@
  * the device:inode of stderr; here a file stands in for the journal's socket).
  */
 import { execa } from 'execa';
+import { CLI_BIN, parseLogs, runCli, type CliResult } from '../helpers/run-cli.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { openSync, closeSync, fstatSync, readFileSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/kmm-worker.js');
+export const BIN = CLI_BIN;
 
-export interface Ran {
+export interface Ran extends Omit<CliResult, 'code'> {
   code: number;
-  stdout: string;
-  stderr: string;
 }
 
 /** The environment of a user's shell: none of the test harness's format choices or the CI's pod markers. */
@@ -32,8 +30,8 @@ export function userEnv(extra: Record<string, string> = {}): Record<string, stri
 
 /** stdout and stderr are pipes (`ssh node kmm-worker ...`, `| tee`). */
 export async function inPipe(args: string[], env: Record<string, string> = {}): Promise<Ran> {
-  const r = await execa(process.execPath, [BIN, ...args], { reject: false, env: userEnv(env), extendEnv: false, timeout: 120_000 });
-  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  const r = await runCli(args, { env: userEnv(env), extendEnv: false });
+  return { ...r, code: r.code ?? -1 };
 }
 
 /** On a terminal: what the user's screen receives (stdout and stderr both go to the pty), raw bytes included. */
@@ -65,8 +63,9 @@ export async function underJournald(args: string[], env: Record<string, string> 
     });
     let stdout = '';
     child.stdout!.on('data', (c: Buffer) => (stdout += String(c)));
-    const [code] = (await once(child, 'exit')) as [number | null];
-    return { code: code ?? -1, stdout, stderr: readFileSync(file, 'utf8') };
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    const stderr = readFileSync(file, 'utf8');
+    return { code: code ?? -1, signal, stdout, stderr, logs: parseLogs(stderr) };
   } finally {
     closeSync(fd);
   }

@@ -5,7 +5,7 @@ import { chmod, mkdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { stringify } from 'yaml';
-import { cliPath, makeEnv, type Env } from '../foundation/fixtures.js';
+import { cliPath, makeEnv, type Env } from '../worker/fixtures.js';
 import { recordingModprobeEnv, recordingModprobePath } from '../helpers/recording-modprobe.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { startRegistry } from '../helpers/registry.js';
 import { buildLayout, pushImage } from '../helpers/images.js';
-import { cliPath } from '../foundation/fixtures.js';
+import { cliPath } from '../worker/fixtures.js';
 import { makeDaemonEnv, untilReady } from './fixtures.js';
 
 const NEXT = '6.1.0-90-amd64';

@@ -1,28 +1,16 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { runCli, type CliResult } from '../helpers/run-cli.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { parse } from 'yaml';
-import { CLI, parseEnvFile, parseUnit, systemRoot, verifyUnits } from './systemd-root.js';
+import { parseEnvFile, parseUnit, systemRoot, verifyUnits } from './systemd-root.js';
 
+/** ignition-validate, not the CLI */
 const run = promisify(execFile);
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-async function cli(args: string[]): Promise<CliResult> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, '--log-format', 'json', ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (args: string[]): Promise<CliResult> => runCli(['--log-format', 'json', ...args], { stripFinalNewline: false });
 
 interface IgnitionFile {
   path: string;

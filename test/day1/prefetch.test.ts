@@ -5,6 +5,7 @@
  * Real CLI, real docker-registry on 127.0.0.1, real .ko bytes, the recording modprobe and reboot command.
  */
 import t from 'tap';
+import { runCli, type CliResult } from '../helpers/run-cli.js';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,14 +61,9 @@ EOF
 `);
 await chmod(join(fakeBin, 'rpm-ostree'), 0o755);
 
-interface CliResult { code: number; stdout: string; stderr: string }
-
 async function cli(host: HostRoot, imagesDir: string, args: string[], opts: { env?: Record<string, string>; offline?: boolean } = {}): Promise<CliResult> {
-  const argv = [CLI, '--log-format', 'json', ...args];
-  const [file, fileArgs] = opts.offline ? ['unshare', ['--net', process.execPath, ...argv]] : [process.execPath, argv];
-  const r = await execa(file, fileArgs, {
-    reject: false,
-    timeout: 120_000,
+  return runCli(['--log-format', 'json', ...args], {
+    ...(opts.offline ? { wrapper: ['unshare', '--net'] } : {}),
     env: {
       KMM_HOST_ROOT: host.root,
       KMM_IMAGES_DIR: imagesDir,
@@ -77,7 +73,6 @@ async function cli(host: HostRoot, imagesDir: string, args: string[], opts: { en
       ...opts.env,
     },
   });
-  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
 const pull = (host: HostRoot, imagesDir: string, env?: Record<string, string>) =>

@@ -5,23 +5,18 @@
  * the CLI runs in a fresh network namespace (`unshare --net`) with no route anywhere.
  */
 import t from 'tap';
+import { runCli, type CliResult } from '../helpers/run-cli.js';
 import { chmod, cp, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { ensureTestKmods } from '../kmods/kmods.js';
 import { makeHostRoot, type HostRoot } from '../helpers/host-root.js';
 import { recordedArgv, recordingModprobeEnv, recordingModprobePath } from '../helpers/recording-modprobe.js';
 import { freePort, startRegistry } from '../helpers/registry.js';
 import { buildLayout, pushImage } from '../helpers/images.js';
-import { CLI, REPO, parseEnvFile } from './systemd-root.js';
+import { REPO, parseEnvFile } from './systemd-root.js';
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 const kmods = await ensureTestKmods();
 const kver = kmods.kver;
@@ -49,7 +44,17 @@ const noModule = await buildLayout({
   tag: 'no-module',
   layers: [{ [`${modulesDir}/extra/kmm_standalone.ko`]: await readFile(kmods.ko.kmm_standalone!) }],
 });
+// the module only as a symlink to a file elsewhere in the image: the load never takes a symlinked .ko
+const symlinked = await buildLayout({
+  dir: join(work, 'layout'),
+  tag: 'symlinked',
+  layers: [{
+    'opt/payload/kmm_hello.bin': await readFile(kmods.ko.kmm_hello!),
+    [`${modulesDir}/extra/kmm_hello.ko`]: { symlink: '../../../../payload/kmm_hello.bin' },
+  }],
+});
 await pushImage(good, registry, `day1/kmod:${kver}`);
+await pushImage(symlinked, registry, `day1/symlinked:${kver}`);
 await pushImage(noModule, registry, `day1/other:${kver}`);
 const repo = `${registry.host}/day1/kmod`;
 
@@ -80,11 +85,8 @@ async function makeNode(name: string): Promise<Node> {
     imagesDir,
     modprobeLog,
     async run(args, opts = {}) {
-      const argv = [CLI, '--log-format', 'json', ...args];
-      const [file, fileArgs] = opts.offline ? ['unshare', ['--net', process.execPath, ...argv]] : [process.execPath, argv];
-      const r = await execa(file, fileArgs, {
-        reject: false,
-        timeout: 120_000,
+      return runCli(['--log-format', 'json', ...args], {
+        ...(opts.offline ? { wrapper: ['unshare', '--net'] } : {}),
         env: {
           KMM_HOST_ROOT: host.root,
           KMM_IMAGES_DIR: imagesDir,
@@ -94,7 +96,6 @@ async function makeNode(name: string): Promise<Node> {
           ...opts.env,
         },
       });
-      return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
     },
     argv: () => recordedArgv(modprobeLog),
   };
@@ -122,6 +123,20 @@ t.test('a pull of an image without the module for this kernel fails and never re
   t.equal(r.code, 1, r.stderr);
   t.match(r.stderr, new RegExp(`has no kmm_hello\\.ko under /opt/lib/modules/${kver.replaceAll('.', '\\.')}`));
   t.same(await reboots(), [], 'no reboot');
+});
+
+t.test('a pull agrees with the load: an image whose module .ko is only a symlink is refused, no reboot', async (t) => {
+  const other = await makeNode('symlinked');
+  const image = `${registry.host}/day1/symlinked`;
+  const pull = await other.run(pullArgs(image));
+  t.equal(pull.code, 1, pull.stderr);
+  t.match(pull.stderr, `no kmm_hello.ko under /opt/lib/modules/${kver}`);
+  t.same(await reboots(), [], 'no reboot for an image the load would refuse');
+  // what the next boot's load would have said about the stored image
+  const load = await other.run(loadArgs(image));
+  t.equal(load.code, 1, load.stderr);
+  t.match(load.stderr, 'kmm_hello.ko (or .ko.xz/.ko.zst/.ko.gz) is not under');
+  t.same(await other.argv(), [], 'no modprobe');
 });
 
 t.test('a pull from an unreachable registry fails and never reboots', async (t) => {

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { cliPath, makeEnv, repoRoot, type Env } from '../foundation/fixtures.js';
+import { cliPath, makeEnv, repoRoot, type Env } from '../worker/fixtures.js';
 import { recordingModprobePath } from '../helpers/recording-modprobe.js';
 
 const exists = (p: string) => stat(p).then(() => true, () => false);

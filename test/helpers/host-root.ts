@@ -1,4 +1,4 @@
-// A node's own paths in a temp dir (DESIGN §3 --host-root): proc/sys/kernel/osrelease, sys/module/...,
+// A node's own paths in a temp dir (README.md "Global options": --host-root): proc/sys/kernel/osrelease, sys/module/...,
 // lib/modules/<kver>, var/lib/firmware and firmware_class.path.
 import { mkdir, mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';

@@ -9,7 +9,7 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { stringify } from 'yaml';
-import { makeEnv, makeSharedDir, repoRoot } from '../foundation/fixtures.js';
+import { makeEnv, makeSharedDir, repoRoot } from '../worker/fixtures.js';
 import { ensureTestKmods, koBuiltFor } from '../kmods/kmods.js';
 import { recordingModprobePath } from '../helpers/recording-modprobe.js';
 

@@ -1,14 +1,8 @@
 /** Runs the built CLI (dist/) as a user would, with Node 24, and keeps every stderr line for secret scans. */
-import { execa } from 'execa';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cliResult, startCli, type CliResult as Ran } from '../helpers/run-cli.js';
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/kmm-worker.js');
-
-export interface CliResult {
+export interface CliResult extends Omit<Ran, 'code'> {
   code: number;
-  stdout: string;
-  stderr: string;
 }
 
 /** Everything the CLI wrote to stderr in this test process. */
@@ -16,18 +10,13 @@ export const allStderr: string[] = [];
 
 /** The CLI as a running process (to signal it); `cli()` when only the result matters. */
 export function spawnCli(args: string[], env: Record<string, string> = {}) {
-  return execa(process.execPath, [BIN, ...args], {
-    reject: false,
-    env: { KMM_LOG_LEVEL: 'debug', KMM_PULL_SECRETS_DIR: '/nonexistent-kmm-secrets', ...env },
-    extendEnv: true,
-    timeout: 60_000,
-  });
+  return startCli(args, { env: { KMM_LOG_LEVEL: 'debug', KMM_PULL_SECRETS_DIR: '/nonexistent-kmm-secrets', ...env }, timeoutMs: 60_000 });
 }
 
 export async function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const r = await spawnCli(args, env);
-  allStderr.push(String(r.stderr));
-  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  const r = await cliResult(spawnCli(args, env));
+  allStderr.push(r.stderr);
+  return { ...r, code: r.code ?? -1 };
 }
 
 /** The one-line failure message (the level-50 log line). */

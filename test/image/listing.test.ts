@@ -6,7 +6,7 @@ import t from 'tap';
 import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { listKernelModules } from '../../src/image/kmod-listing.js';
+import { listKernelModules } from '../../src/extract/kmod-listing.js';
 import { verifiedStream } from '../../src/image/verify.js';
 import type { Descriptor, ResolvedImage } from '../../src/image/types.js';
 

@@ -9,7 +9,7 @@ import { ensureTestKmods } from '../kmods/kmods.js';
 import { makeSigningKey, procKeys, signModule, DEBIAN_BUILD_KEY } from '../kmods/signing.js';
 import { makeHostRoot, type HostRoot } from '../helpers/host-root.js';
 import { recordedArgv, recordingModprobeEnv, recordingModprobePath } from '../helpers/recording-modprobe.js';
-import { runCli, type CliResult } from '../foundation/fixtures.js';
+import { runCli, type CliResult } from '../worker/fixtures.js';
 
 const kmods = await ensureTestKmods();
 const work = await mkdtemp(join(tmpdir(), 'kmm-checks-'));

@@ -2,7 +2,7 @@
  * Shared fixtures of the preflight CLI tests: kmod images built by umoci and pushed by skopeo to real
  * docker-registry instances on 127.0.0.1, Module YAML writers, and a runner for the real CLI.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import zlib from 'node:zlib';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { buildLayout, pushImage, type LayerSpec, type PushOptions } from '../helpers/images.js';
 import { startRegistry, type StartRegistryOptions, type TestRegistry } from '../helpers/registry.js';
+import { runCli as runTheCli, type CliResult as Ran } from '../helpers/run-cli.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = path.join(REPO, 'bin', 'kmm-worker.js');
@@ -159,33 +160,22 @@ export function scenarioModules(host: string): unknown[] {
   ];
 }
 
-export interface CliResult {
+export interface CliResult extends Omit<Ran, 'code'> {
   code: number;
-  stdout: string;
-  stderr: string;
   ms: number;
 }
 
-/** Runs the real CLI (bin/kmm-worker.js → dist/) with Node 24. */
-export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 120_000, input?: string): Promise<CliResult> {
+/** Runs the real CLI (bin/kmm-worker.js → dist/) with Node 24: test/helpers/run-cli.ts with JSON logs. */
+export async function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 120_000, input?: string): Promise<CliResult> {
   const started = Date.now();
-  return new Promise((resolve) => {
-    const child = execFile(
-      process.execPath,
-      [CLI, '--log-format', 'json', ...args],
-      {
-        // tap's NODE_OPTIONS (process tracking) only slows the CLI down; it is not under test
-        env: { ...process.env, NODE_OPTIONS: undefined, KUBECONFIG: undefined, KMM_PULL_SECRETS_DIR: '/nonexistent', ...env },
-        timeout: timeoutMs,
-        maxBuffer: 32 << 20,
-      },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
-        resolve({ code, stdout, stderr, ms: Date.now() - started });
-      },
-    );
-    child.stdin?.end(input ?? '');
+  const r = await runTheCli(['--log-format', 'json', ...args], {
+    // tap's NODE_OPTIONS (process tracking) only slows the CLI down; it is not under test
+    env: { NODE_OPTIONS: undefined, KUBECONFIG: undefined, KMM_PULL_SECRETS_DIR: '/nonexistent', ...env },
+    timeoutMs,
+    stripFinalNewline: false,
+    ...(input === undefined ? {} : { input }),
   });
+  return { ...r, code: r.code ?? -1, ms: Date.now() - started };
 }
 
 /** Golden-file form of a JSON report: registry hosts and times replaced by placeholders. */

@@ -9,7 +9,8 @@ import zlib from 'node:zlib';
 import tar from 'tar-stream';
 import type { Descriptor, ResolvedImage } from '../../src/image/types.js';
 import { findKmodInImage } from '../../src/preflight/find-kmod.js';
-import { canonicalPath, resolveInImage } from '../../src/image/merged-listing.js';
+import { listKernelModules } from '../../src/extract/kmod-listing.js';
+import { canonicalPath, resolveInImage } from '../../src/extract/merged-view.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string };
 type Compression = 'none' | 'gzip' | 'zstd';
@@ -130,6 +131,22 @@ t.test('an upper non-directory shadows a lower tree; an upper directory shadows 
   t.match(await findKmodInImage(shadow.img, q), { found: false });
   const dirOverFile = await image([[{ name: `opt/lib/modules/${K}/kmm_ci_a.ko` }], [{ name: `opt/lib/modules/${K}/kmm_ci_a.ko`, type: 'directory' }]]);
   t.match(await findKmodInImage(dirOverFile.img, q), { found: false });
+});
+
+t.test('a lower tree replaced by a file stays gone under an upper directory; inspect and preflight agree', async (t) => {
+  const { img } = await image([
+    [{ name: `opt/lib/modules/${K}/kmm_ci_a.ko` }],
+    [{ name: `opt/lib/modules/${K}` }],
+    [{ name: `opt/lib/modules/${K}/`, type: 'directory' }],
+  ]);
+  t.match(await findKmodInImage(img, q), { found: false });
+  t.same((await listKernelModules(img)).kernels, {});
+});
+
+t.test("an entry name with '..' is refused by inspect and preflight, as the extraction refuses it", async (t) => {
+  const { img } = await image([[{ name: `opt/lib/modules/${K}/kmm_ci_a.ko` }, { name: 'opt/../../etc/x' }]]);
+  await t.rejects(findKmodInImage(img, q), /climbs out of the image root/);
+  await t.rejects(listKernelModules(img), /climbs out of the image root/);
 });
 
 t.test('lib/modules reached through a symlink (usr-merged image with dirName /)', async (t) => {

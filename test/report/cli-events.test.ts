@@ -1,7 +1,7 @@
 // The real CLI reports what `kmod load|unload` did, and reporting never changes the outcome or the exit code.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { makeEnv } from '../foundation/fixtures.js';
+import { makeEnv } from '../worker/fixtures.js';
 import { FakeApiServer, forbiddenMessage } from '../helpers/fake-apiserver.js';
 
 const NODE = 'node-cli';

@@ -1,9 +1,9 @@
-// DESIGN §8: the <ns>/<name> Events carry — flags/env first, then the pod's namespace, then moduleName.
+// docs/reporting.md: the <ns>/<name> Events carry — flags/env first, then the pod's namespace, then moduleName.
 import t from 'tap';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { identityString, moduleIdentity } from '../../src/worker/identity.js';
+import { identityString, moduleIdentity } from '../../src/config/identity.js';
 
 t.test('module identity defaults', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'sa-'));

@@ -10,7 +10,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, rm, utimes } from 'node:fs/pr
 import os from 'node:os';
 import path from 'node:path';
 import { ociLayout, rawTar } from '../helpers/hostile-layers.js';
-import { makeEnv } from '../foundation/fixtures.js';
+import { makeEnv } from '../worker/fixtures.js';
 
 /** Every path under each dir (not following links): type, mode, size, mtime and content hash; 'absent' if missing. */
 async function snapshot(dirs: string[]): Promise<string[]> {

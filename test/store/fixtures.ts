@@ -2,7 +2,7 @@
  * Shared by the cache tests: the real CLI as a child process, a kmod image pushed to a real registry, and a
  * tree fingerprint to compare extractions.
  */
-import { spawn } from 'node:child_process';
+import { runCli, type CliResult } from '../helpers/run-cli.js';
 import crypto from 'node:crypto';
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,33 +12,17 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const CLI = path.join(ROOT, 'bin', 'kmm-worker.js');
 export const KVER = '6.1.0-kmmtest';
 
-export interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type { CliResult };
 
-/** Runs `node bin/kmm-worker.js args...` with Node 24 (the one running the tests). */
+/** Runs `node bin/kmm-worker.js args...` (test/helpers/run-cli.ts), killed after `killAfterMs` when given. */
 export function cli(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; killAfterMs?: number; killSignal?: NodeJS.Signals } = {},
 ): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, KMM_LOG_LEVEL: 'info', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    const timer = opts.killAfterMs === undefined ? undefined : setTimeout(() => child.kill(opts.killSignal ?? 'SIGKILL'), opts.killAfterMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (timer) clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
+  return runCli(args, {
+    env: { KMM_LOG_LEVEL: 'info', ...opts.env },
+    timeoutMs: opts.killAfterMs ?? 0,
+    ...(opts.killSignal ? { killSignal: opts.killSignal } : {}),
   });
 }
 

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { startRegistry } from '../helpers/registry.js';
 import { buildLayout, pushImage, type LayerSpec } from '../helpers/images.js';
 import { lookupStored, pullImage } from '../../src/store/pull.js';
-import { ImageKmodsSource } from '../../src/store/kmods-source.js';
+import { ImageKmodsSource } from '../../src/worker/image-kmods-source.js';
 import { OperationError } from '../../src/errors.js';
 import { cli, countRequests, fingerprint, KVER } from './fixtures.js';
 

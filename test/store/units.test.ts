@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseDuration } from '../../src/store/inventory.js';
+import { parseDuration } from '../../src/duration.js';
 import { parsePullPolicy } from '../../src/store/pull.js';
 import { pathFilter, selectionPrefixes } from '../../src/extract/selection.js';
 import { UsageError } from '../../src/errors.js';

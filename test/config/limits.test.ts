@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { makeEnv, type Env } from './fixtures.js';
+import { makeEnv, type Env } from '../worker/fixtures.js';
 
 async function env(t: Test): Promise<{ e: Env; base: string }> {
   const e = await makeEnv({ modules: ['kmm_hello'], firmware: { 'fw.bin': 'fw' } });

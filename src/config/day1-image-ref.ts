@@ -1,8 +1,8 @@
 /**
- * The Day-1 image reference: the user names a repository, the tag is the running kernel release (DESIGN §10),
+ * The Day-1 image reference: the user names a repository, the tag is the running kernel release (docs/day1.md),
  * so one setting keeps working across kernel upgrades: the pull service fetches the new kernel's image.
  */
-import { OperationError, UsageError } from '../errors.js';
+import { OperationError, UsageError, errorMessage } from '../errors.js';
 import { parseReference } from '../image/reference.js';
 
 // OCI distribution's tag grammar.
@@ -26,7 +26,7 @@ export function checkImageRepository(repo: string, flag = '--image'): string {
   try {
     parseReference(value);
   } catch (err) {
-    throw new UsageError(`${flag}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new UsageError(`${flag}: ${errorMessage(err)}`);
   }
   return value;
 }

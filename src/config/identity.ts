@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../errors.js';
 
-/** The `<ns>/<name>` a module is known by in Events and in the firmware record (DESIGN §8). */
+/** The `<ns>/<name>` a module is known by in Events and in the firmware record (docs/reporting.md). */
 export interface ModuleIdentity {
   namespace: string;
   name: string;

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { repoRoot } from './fixtures.js';
+import { repoRoot } from '../worker/fixtures.js';
 
 const demo = join(repoRoot, 'examples/dry-run-demo.sh');
 

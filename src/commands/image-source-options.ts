@@ -1,7 +1,7 @@
 /** ImageSourceOptions from the global options and an image command's own flags (--platform, --insecure). */
 import type { Context } from '../context.js';
-import { parsePlatform } from './platform.js';
-import type { ImageSourceOptions } from './types.js';
+import { parsePlatform } from '../image/platform.js';
+import type { ImageSourceOptions } from '../image/types.js';
 
 export function sourceOptions(ctx: Pick<Context, 'opts' | 'signal'>, flags: { platform?: string; insecure?: boolean } = {})
   : ImageSourceOptions {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { OperationError, UsageError } from '../../src/errors.js';
-import { checkImageRepository, day1ImageReference } from '../../src/day1/image-ref.js';
+import { checkImageRepository, day1ImageReference } from '../../src/config/day1-image-ref.js';
 import { day1Settings, type Day1Flags } from '../../src/day1/settings.js';
 
 t.test('repositories: registry (with port) and oci: layouts, never a tag or digest', async (t) => {

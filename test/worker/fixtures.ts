@@ -1,10 +1,11 @@
-// Fixtures for the foundation tests: a KMM init-container style shared dir with the project's real .ko files,
+// Fixtures for the worker tests (and the config and CLI tests that run a load): a KMM init-container style shared dir with the project's real .ko files,
 // a host root, the recording modprobe, and the real CLI run as a user would run it.
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { runCli as runTheCli, type CliResult as Ran } from '../helpers/run-cli.js';
 import { stringify } from 'yaml';
 import { ensureTestKmods, type TestKmods } from '../kmods/kmods.js';
 import { makeHostRoot, type HostRoot } from '../helpers/host-root.js';
@@ -13,31 +14,16 @@ import { recordedArgv, recordingModprobeEnv, recordingModprobePath } from '../he
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const cliPath = join(repoRoot, 'bin/kmm-worker.js');
 
-export interface CliResult {
+export interface CliResult extends Omit<Ran, 'code'> {
   code: number;
-  stdout: string;
-  stderr: string;
   /** the error lines of the JSON log, as messages */
   errors: string[];
 }
 
+/** test/helpers/run-cli.ts with this suite's defaults: info logs, a minute at most. */
 export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const r = await execa(process.execPath, [cliPath, ...args], {
-    reject: false,
-    env: { KMM_LOG_LEVEL: 'info', ...env },
-    extendEnv: true,
-    timeout: 60_000,
-  });
-  const errors: string[] = [];
-  for (const line of String(r.stderr).split('\n')) {
-    try {
-      const j = JSON.parse(line) as { level: number; msg: string };
-      if (j.level >= 50) errors.push(j.msg);
-    } catch {
-      /* not a log line */
-    }
-  }
-  return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), errors };
+  const r = await runTheCli(args, { env: { KMM_LOG_LEVEL: 'info', ...env }, timeoutMs: 60_000 });
+  return { ...r, code: r.code ?? -1, errors: r.logs.filter((l) => l.level >= 50).map((l) => l.msg) };
 }
 
 export interface SharedDirOptions {

@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import { constants, open, rm, type FileHandle } from 'node:fs/promises';
-import { makeEnv } from './fixtures.js';
+import { makeEnv } from '../worker/fixtures.js';
 
 async function blockedLoad(t: Test) {
   const env = await makeEnv({ modules: ['kmm_hello'] });

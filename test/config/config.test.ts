@@ -1,7 +1,7 @@
 import t from 'tap';
 import { parseModuleConfig } from '../../src/config/module-config.js';
 import { UsageError } from '../../src/errors.js';
-import { makeEnv } from './fixtures.js';
+import { makeEnv } from '../worker/fixtures.js';
 
 const KVER = '6.1.0-56-amd64';
 const base = `kernelVersion: ${KVER}\ncontainerImage: registry.example/kmm/hello:${KVER}\n`;
@@ -137,7 +137,7 @@ t.test('CLI: every invalid config exits 2 with one line naming the field; modpro
 t.test('every shipped example is a valid config', async (t) => {
   const { readdir, readFile } = await import('node:fs/promises');
   const { join } = await import('node:path');
-  const { repoRoot } = await import('./fixtures.js');
+  const { repoRoot } = await import('../worker/fixtures.js');
   const dir = join(repoRoot, 'examples');
   const files = (await readdir(dir)).filter((f) => /\.(ya?ml|json)$/.test(f));
   t.ok(files.length >= 4, `examples: ${files.join(', ')}`);

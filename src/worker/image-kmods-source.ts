@@ -1,5 +1,5 @@
 /**
- * The second source of kmods (DESIGN §6 step 2): when no KMM init container left them in the shared dir, pull
+ * The second source of kmods (docs/kmod.md, load step 3): when no KMM init container left them in the shared dir, pull
  * the config's `containerImage` into the cache with its `imagePullPolicy` and `insecurePull`, selecting only
  * the kernel's modules dir and the firmware dir.
  */
@@ -8,9 +8,9 @@ import path from 'node:path';
 import type { ModuleConfig } from '../config/module-config.js';
 import { OperationError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { KmodsLocation, KmodsSource } from '../worker/kmods-source.js';
-import { describeDownload, planPull, pullImage, type PullOptions, type PullResult } from './pull.js';
-import { progressReporter } from './progress.js';
+import type { KmodsLocation, KmodsSource } from './kmods-source.js';
+import { describeDownload, planPull, pullImage, type PullOptions, type PullResult } from '../store/pull.js';
+import { progressReporter } from '../store/progress.js';
 
 export interface ImageKmodsSourceOptions {
   imagesDir: string;
@@ -20,13 +20,15 @@ export interface ImageKmodsSourceOptions {
   log: Logger;
   /** where TTY progress goes (stderr); none = one log line per layer only */
   progress?: NodeJS.WriteStream;
+  /** a dry run never fills the cache: a cached image is used as is, a missing one is only described */
+  dryRun?: boolean;
 }
 
 export class ImageKmodsSource implements KmodsSource {
   readonly name = 'image';
   constructor(private readonly opts: ImageKmodsSourceOptions) {}
 
-  async locate(config: ModuleConfig, o: { signal?: AbortSignal; dryRun?: boolean }): Promise<KmodsLocation | undefined> {
+  async locate(config: ModuleConfig, o: { signal?: AbortSignal }): Promise<KmodsLocation | undefined> {
     const { dirName, firmwarePath, modprobedDir } = config.modprobe;
     const progress = progressReporter(this.opts.progress, this.opts.log, config.containerImage);
     const pullOpts: PullOptions = {
@@ -47,7 +49,7 @@ export class ImageKmodsSource implements KmodsSource {
       onProgress: progress?.update,
     };
     let pulled: PullResult;
-    if (o.dryRun) {
+    if (this.opts.dryRun) {
       // a dry run never fills the cache: a cached image is used as is, a missing one is only described
       progress?.done();
       const plan = await planPull(config.containerImage, pullOpts);
