@@ -44,4 +44,7 @@ delete process.env[TUNED];
 // matters for a worker that Day-1 and KMM start once per module. A cache that cannot be written is ignored.
 const { enableCompileCache } = await import('node:module');
 enableCompileCache?.();
-await import('../dist/cli.js');
+// The bundle of dist/ (scripts/bundle.mjs) starts faster than its ~340 modules; dist/cli.js when there is none.
+const { existsSync } = await import('node:fs');
+const bundle = new URL('../dist/kmm-worker.bundle.js', import.meta.url);
+await import(existsSync(bundle) ? bundle.href : '../dist/cli.js');
