@@ -13,6 +13,7 @@ import { manifestRef, type RegistryReference } from './reference.js';
 import { checkNesting, parseReceivedJson } from './bounded-json.js';
 import { isRetryableError, type RegistryClient, type RegistryResponse } from './registry-client.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
+import { fetchBlobRange } from './lazy/registry-range.js';
 import { readVerified, sha256Digest, verifiedStream } from './verify.js';
 
 
@@ -195,6 +196,7 @@ export async function openRegistryImage(client: RegistryClient, ref: RegistryRef
     config: image.config,
     layers: image.layers,
     openBlob,
+    openBlobRange: (desc, start, end, o) => fetchBlobRange(client, ref, desc, start, end, o?.signal ?? signal),
     diffIds: once(async () => configDiffIds(await readConfig(image.config), image.layers.length, `image ${ref.name}`)),
   };
 }
