@@ -76,7 +76,7 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
       opts.signal?.throwIfAborted();
       const started = Date.now();
       // a selective pull of a zstd:chunked layer fetches only the selected files (lazy-layer.ts)
-      const lazy = opts.selection === 'all' ? undefined : await lazyLayer(image, i, filter, opts, fallbacks);
+      const lazy = opts.selection === 'all' ? undefined : await lazyLayer(image, i, filter, { ...opts, onChunk: reclaim }, fallbacks);
       let received = 0;
       const progress = { index: i + 1, count, digest: layer.digest, received: 0, size: layer.size, before: downloaded, total };
       let entries;

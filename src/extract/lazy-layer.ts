@@ -60,13 +60,13 @@ interface FilePlan {
  * its checksum is an error, not a fallback.
  */
 export async function openLazyLayer(image: ResolvedImage, index: number, filter: PathFilter, what: string,
-  opts: { signal?: AbortSignal } = {}): Promise<LazyOpen> {
+  opts: { signal?: AbortSignal; onChunk?: (bytes: number) => void } = {}): Promise<LazyOpen> {
   const desc = image.layers[index]!;
   const loc = tocLocation(desc);
   if (!loc) return { fallback: 'the layer has no zstd:chunked table of contents' };
   if (!image.openBlobRange) return { fallback: 'the image source does not read byte ranges' };
   const tocEnd = desc.size - (loc.offset + loc.length) === FOOTER ? desc.size : loc.offset + loc.length;
-  const answer = await image.openBlobRange(desc, loc.offset, tocEnd, opts);
+  const answer = await image.openBlobRange(desc, loc.offset, tocEnd, { signal: opts.signal });
   if (!answer.partial) {
     answer.cancel();
     return { fallback: 'the registry ignores Range requests' };
@@ -85,7 +85,8 @@ export async function openLazyLayer(image: ResolvedImage, index: number, filter:
   const plans = planFiles(toc.entries, filter, desc);
   if (typeof plans === 'string') return { fallback: plans };
   const ranges = [...plans.values()].map((p) => ({ start: p.frames[0]!.start, end: p.frames[p.frames.length - 1]!.end }));
-  const reader = new RangeReader((s, e) => image.openBlobRange!(desc, s, e, opts), coalesce(ranges, GAP, MAX_REQUEST), what);
+  const reader = new RangeReader((s, e) => image.openBlobRange!(desc, s, e, { signal: opts.signal }),
+    coalesce(ranges, GAP, MAX_REQUEST), what, opts.onChunk);
   return {
     lazy: {
       entries: lazyEntries(toc.entries, plans, reader, what),
@@ -214,9 +215,10 @@ export interface LazyLayerRecord {
  * layer whole is logged once per pull, at info.
  */
 export async function lazyLayer(image: ResolvedImage, index: number, filter: PathFilter,
-  opts: { log: Logger; signal?: AbortSignal }, fallbacks: Set<string>): Promise<LazyLayer | undefined> {
+  opts: { log: Logger; signal?: AbortSignal; onChunk?: (bytes: number) => void }, fallbacks: Set<string>)
+  : Promise<LazyLayer | undefined> {
   const what = layerName(image, index);
-  const r = await openLazyLayer(image, index, filter, what, { signal: opts.signal });
+  const r = await openLazyLayer(image, index, filter, what, { signal: opts.signal, onChunk: opts.onChunk });
   if ('lazy' in r) return r.lazy;
   if (fallbacks.size === 0) {
     opts.log.info({ image: image.reference, layer: image.layers[index]!.digest, reason: r.fallback },

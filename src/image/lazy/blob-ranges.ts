@@ -44,7 +44,9 @@ export class RangeReader {
   private next = 0;
   private current?: { req: ByteRange; it: AsyncIterator<Buffer>; answer: RangeAnswer; pos: number; pending?: Buffer };
 
-  constructor(private readonly fetch: FetchRange, private readonly requestsPlan: ByteRange[], private readonly what: string) {}
+  constructor(private readonly fetch: FetchRange, private readonly requestsPlan: ByteRange[], private readonly what: string,
+    /** sees the size of every chunk received (the extractor's buffer reclaimer) */
+    private readonly onChunk?: (bytes: number) => void) {}
 
   /** The bytes of [start, end): must lie inside one planned request, and come after what was read before. */
   async *read(start: number, end: number): AsyncGenerator<Buffer> {
@@ -57,6 +59,7 @@ export class RangeReader {
         if (r.done) throw new OperationError(`${this.what}: the registry's answer to a Range request ended at byte ${cur.pos} of ${cur.req.end}`);
         chunk = r.value;
         this.received += chunk.length;
+        this.onChunk?.(chunk.length);
       }
       const from = cur.pos;
       const to = from + chunk.length;
