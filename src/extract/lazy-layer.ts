@@ -116,7 +116,11 @@ function planFiles(entries: TocEntry[], filter: PathFilter, desc: Descriptor): M
     if (filter.classify(path) !== 'inside') continue;
     // the frames of a file: its own, then one per `chunk` entry after it
     const starts = [e.offset!];
-    for (let j = i + 1; j < entries.length && entries[j]!.type === 'chunk'; j++) starts.push(entries[j]!.offset!);
+    for (let j = i + 1; j < entries.length && entries[j]!.type === 'chunk'; j++) {
+      // a hole ('zeros') has no frame to fetch: such files are not planned, the layer is read whole
+      if ((entries[j]!.chunkType ?? 'data') !== 'data') return `${e.name} has chunks of type ${entries[j]!.chunkType}`;
+      starts.push(entries[j]!.offset!);
+    }
     const frames: ByteRange[] = [];
     for (let k = 0; k < starts.length; k++) {
       const start = starts[k]!;

@@ -40,6 +40,8 @@ export interface TocEntry {
   /** a `chunk` entry: where in the file its frame's data goes */
   chunkOffset?: number;
   chunkSize?: number;
+  /** later containers/storage: 'data' (a zstd frame) or 'zeros' (a hole, no bytes in the blob) */
+  chunkType?: string;
 }
 
 export interface Toc {
