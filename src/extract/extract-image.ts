@@ -11,6 +11,7 @@ import { OperationError, withContext } from '../errors.js';
 import { bufferReclaimer } from './buffer-reclaim.js';
 import { openImageLayer } from './image-layer.js';
 import { rawLayerEntries } from './layer-entries.js';
+import { lazyLayer, type LazyLayerRecord } from './lazy-layer.js';
 import { SafeRoot } from './safe-root.js';
 import { pathFilter, type Selection } from './selection.js';
 
@@ -46,6 +47,8 @@ export interface ExtractResult {
    * (`/`, `/opt`, ...) it appears under. A hint for a selection that found nothing (whiteouts are not applied).
    */
   kernels: Record<string, string[]>;
+  /** layers read lazily (selected files only, each proven against the layer's zstd:chunked TOC) */
+  lazyLayers?: LazyLayerRecord[];
 }
 
 const KERNEL_DIR = /^(?:(.*)\/)?lib\/modules\/([^/]+)/;
@@ -59,6 +62,8 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
   const count = image.layers.length;
   const total = image.layers.reduce((n, l) => n + l.size, 0);
   const kernels: Record<string, string[]> = {};
+  const lazyLayers: LazyLayerRecord[] = [];
+  const fallbacks = new Set<string>();
   const onPath = (p: string) => {
     const m = KERNEL_DIR.exec(p);
     if (!m) return;
@@ -70,18 +75,25 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
     for (const [i, layer] of image.layers.entries()) {
       opts.signal?.throwIfAborted();
       const started = Date.now();
-      const { blob, mediaType, read } = await openImageLayer(image, i, { signal: opts.signal });
+      // a selective pull of a zstd:chunked layer fetches only the selected files (lazy-layer.ts)
+      const lazy = opts.selection === 'all' ? undefined : await lazyLayer(image, i, filter, { ...opts, onChunk: reclaim }, fallbacks);
       let received = 0;
       const progress = { index: i + 1, count, digest: layer.digest, received: 0, size: layer.size, before: downloaded, total };
-      blob.on('data', (chunk: Buffer) => {
-        received += chunk.length;
-        reclaim(chunk.length);
-        if (opts.onProgress) {
-          progress.received = received;
-          opts.onProgress(progress);
-        }
-      });
-      const stats = await applyLayer(root, rawLayerEntries(blob, mediaType, read), filter, {
+      let entries;
+      if (lazy) entries = lazy.entries;
+      else {
+        const { blob, mediaType, read } = await openImageLayer(image, i, { signal: opts.signal });
+        blob.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          reclaim(chunk.length);
+          if (opts.onProgress) {
+            progress.received = received;
+            opts.onProgress(progress);
+          }
+        });
+        entries = rawLayerEntries(blob, mediaType, read);
+      }
+      const stats = await applyLayer(root, entries, filter, {
         log: opts.log,
         layer: layer.digest,
         onPath,
@@ -92,6 +104,10 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
         }
         throw err;
       });
+      if (lazy) {
+        received = lazy.received();
+        lazyLayers.push({ digest: layer.digest, toc: lazy.tocChecksum, received, requests: lazy.requests() });
+      }
       downloaded += received;
       opts.log.info(
         {
@@ -113,7 +129,7 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
     throw err;
   }
   const totals = await treeTotals(target);
-  return { ...totals, downloaded, kernels };
+  return { ...totals, downloaded, kernels, ...(lazyLayers.length ? { lazyLayers } : {}) };
 }
 
 /** Regular files and their bytes under a directory, not following symlinks. */

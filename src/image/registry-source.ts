@@ -14,6 +14,7 @@ import { checkNesting, parseReceivedJson } from './bounded-json.js';
 import type { RegistryClient, RegistryResponse } from './registry-client.js';
 import { isRetryableError } from './transport/errors.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
+import { fetchBlobRange } from './lazy/registry-range.js';
 import { readVerified, sha256Digest, verifiedStream } from './verify.js';
 
 
@@ -196,6 +197,7 @@ export async function openRegistryImage(client: RegistryClient, ref: RegistryRef
     config: image.config,
     layers: image.layers,
     openBlob,
+    openBlobRange: (desc, start, end, o) => fetchBlobRange(client, ref, desc, start, end, o?.signal ?? signal),
     diffIds: once(async () => configDiffIds(await readConfig(image.config), image.layers.length, `image ${ref.name}`)),
   };
 }

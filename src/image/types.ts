@@ -3,6 +3,7 @@
  * cache, inspect, preflight, Day-1) reads. Modelled on the shape of go-containerregistry's v1.Image.
  */
 import type { Readable } from 'node:stream';
+import type { RangeAnswer } from './lazy/blob-ranges.js';
 
 export interface Platform {
   os: string;
@@ -54,6 +55,11 @@ export interface ResolvedImage {
    * bad bytes.
    */
   openBlob(desc: Descriptor, opts?: { signal?: AbortSignal }): Promise<Readable>;
+  /**
+   * Bytes [start, end) of a blob, unverified (the caller proves them, e.g. against a zstd:chunked TOC); only
+   * sources that can ask for ranges (registries) have it. Used by lazy pulls (src/extract/lazy-layer.ts).
+   */
+  openBlobRange?(desc: Descriptor, start: number, end: number, opts?: { signal?: AbortSignal }): Promise<RangeAnswer>;
   /**
    * The config's `rootfs.diff_ids`, one per layer in the same order: the sha256 of each layer's uncompressed
    * tar. Read from the verified config blob (once); a config without one DiffID per layer is an error.

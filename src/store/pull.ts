@@ -253,6 +253,7 @@ async function writeEntry(
       files: extracted.files,
       bytes: extracted.bytes,
       created: new Date().toISOString(),
+      ...(extracted.lazyLayers ? { lazyLayers: extracted.lazyLayers } : {}),
     };
     await writeFile(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
     // Every file must be on disk before the entry can be trusted (a Day-1 load runs after a power cut).

@@ -26,6 +26,11 @@ export interface EntryMeta {
   files: number;
   bytes: number;
   created: string;
+  /**
+   * layers read lazily (zstd:chunked, selected files only): what was proven for each in place of its DiffID,
+   * the TOC's sha256 from the manifest (every file matched the TOC's digest)
+   */
+  lazyLayers?: { digest: string; toc: string; received: number; requests: number }[];
 }
 
 export interface RefRecord {

@@ -106,6 +106,8 @@ function isFault(a: FrontAnswer | Fault): a is Fault {
 export interface FrontServer {
   host: string;
   requests: FrontRequest[];
+  /** body bytes forwarded from the target so far (what a registry sent through this server) */
+  bodyBytes(): number;
   close(): Promise<void>;
 }
 
@@ -116,6 +118,7 @@ export interface FrontServer {
 export async function frontServer(targetUrl: string, intercept: (req: http.IncomingMessage) => FrontAnswer | Fault,
   listenHost = '127.0.0.1', opts: { ignoreRange?: boolean } = {}): Promise<FrontServer> {
   const requests: FrontRequest[] = [];
+  let forwarded = 0;
   const timers = new Set<NodeJS.Timeout>();
   const server = http.createServer(async (req, res) => {
     requests.push({ method: req.method!, url: req.url!, authorization: req.headers.authorization !== undefined });
@@ -149,6 +152,7 @@ export async function frontServer(targetUrl: string, intercept: (req: http.Incom
       res.flushHeaders();
       let sent = 0;
       for await (const c of up.body as AsyncIterable<Buffer>) {
+        forwarded += c.length;
         if (!fault) {
           res.write(c);
           continue;
@@ -192,6 +196,7 @@ export async function frontServer(targetUrl: string, intercept: (req: http.Incom
   return {
     host: `${listenHost}:${(server.address() as net.AddressInfo).port}`,
     requests,
+    bodyBytes: () => forwarded,
     close: () => new Promise<void>((r) => {
       for (const tm of timers) clearTimeout(tm);
       server.closeAllConnections();
