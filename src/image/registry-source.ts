@@ -11,8 +11,7 @@ import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
 import { configDiffIds, once, parseManifest, resolveForPlatform, type Manifest } from './manifest.js';
 import { manifestRef, type RegistryReference } from './reference.js';
 import { checkNesting, parseReceivedJson } from './bounded-json.js';
-import type { RegistryClient, RegistryResponse } from './registry-client.js';
-import { isRetryableError } from './transport/errors.js';
+import type { Registry, RegistryResponse } from './registry-client.js';
 import type { Descriptor, Platform, ResolvedImage } from './types.js';
 import { fetchBlobRange } from './lazy/registry-range.js';
 import { readVerified, sha256Digest, verifiedStream } from './verify.js';
@@ -28,7 +27,7 @@ function header(res: RegistryResponse, name: string): string | undefined {
  * (distribution's filesystem storage says MANIFEST_UNKNOWN for both), so for a missing tag the tag list
  * decides: a 404 there means the repository itself does not exist.
  */
-async function notFound(client: RegistryClient, res: RegistryResponse, ref: RegistryReference, what: string,
+async function notFound(client: Registry, res: RegistryResponse, ref: RegistryReference, what: string,
   tag: string | undefined, signal?: AbortSignal): Promise<OperationError> {
   let code: unknown = '';
   try {
@@ -63,7 +62,7 @@ export interface FetchedManifest {
 }
 
 /** GET one manifest by tag or digest; the bytes are checked against the digest asked for (or announced). */
-export async function fetchManifest(client: RegistryClient, ref: RegistryReference, reference: string,
+export async function fetchManifest(client: Registry, ref: RegistryReference, reference: string,
   signal?: AbortSignal): Promise<FetchedManifest> {
   const isDigest = reference.startsWith('sha256:');
   const what = isDigest ? `manifest ${reference}` : `tag '${reference}'`;
@@ -95,7 +94,7 @@ export async function fetchManifest(client: RegistryClient, ref: RegistryReferen
  * The bytes of a blob, from the registry; when the connection breaks mid-blob, asks again from where it broke
  * (`Range`), or from the start when the registry ignores ranges (then the bytes already passed on are skipped).
  */
-async function* blobChunks(client: RegistryClient, ref: RegistryReference, desc: Descriptor, log: Logger,
+async function* blobChunks(client: Registry, ref: RegistryReference, desc: Descriptor, log: Logger,
   signal?: AbortSignal): AsyncGenerator<Buffer> {
   const path = `/v2/${ref.repository}/blobs/${desc.digest}`;
   const what = `blob ${desc.digest}`;
@@ -148,13 +147,8 @@ async function* blobChunks(client: RegistryClient, ref: RegistryReference, desc:
       return;
     } catch (err) {
       signal?.throwIfAborted();
-      const policy = client.retryPolicy;
-      // one more resume than request tries: a resume that made progress is not a failing registry
-      if (!isRetryableError(err) || resumes >= policy.attempts) {
-        throw client.networkError(err, `download of ${what} (at byte ${delivered} of ${desc.size})`, resumes + 1);
-      }
+      const delay = client.resumeDelay(err, `download of ${what} (at byte ${delivered} of ${desc.size})`, resumes);
       resumes++;
-      const delay = Math.min(policy.baseDelayMs * 2 ** (resumes - 1), policy.maxDelayMs);
       log.warn({ registry: ref.registry, digest: desc.digest, atByte: delivered, size: desc.size, attempt: resumes,
         retryInMs: delay }, 'blob download interrupted; resuming');
       await sleep(delay, undefined, { signal });
@@ -166,7 +160,7 @@ async function* blobChunks(client: RegistryClient, ref: RegistryReference, desc:
   }
 }
 
-export async function openRegistryImage(client: RegistryClient, ref: RegistryReference, want: Platform, log: Logger,
+export async function openRegistryImage(client: Registry, ref: RegistryReference, want: Platform, log: Logger,
   signal?: AbortSignal): Promise<ResolvedImage> {
   const top = await fetchManifest(client, ref, manifestRef(ref), signal);
   const configs = new Map<string, () => Promise<Buffer>>();
@@ -203,7 +197,7 @@ export async function openRegistryImage(client: RegistryClient, ref: RegistryRef
 }
 
 /** The digest the reference points at, with one manifest request (HEAD; GET only if HEAD gives no digest). */
-export async function resolveRegistryDigest(client: RegistryClient, ref: RegistryReference, signal?: AbortSignal)
+export async function resolveRegistryDigest(client: Registry, ref: RegistryReference, signal?: AbortSignal)
   : Promise<string> {
   if (ref.digest) return ref.digest;
   const tag = manifestRef(ref);

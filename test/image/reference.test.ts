@@ -76,15 +76,12 @@ t.test('WWW-Authenticate challenges', async (t) => {
 });
 
 t.test('a registry that speaks plain HTTP, not on loopback and not insecure: a hint', async (t) => {
-  const { RegistryClient } = await import('../../src/image/registry-client.js');
-  const { silentLogger } = await import('../../src/log.js');
-  const c = new RegistryClient({ registry: 'reg.example:5000', endpoint: 'reg.example:5000', tls: { extraCAs: [], caFiles: [] },
-    log: silentLogger() });
+  const { networkError } = await import('../../src/image/transport/errors.js');
   const tlsErr = Object.assign(new Error('C0B7:error:0A00010B:SSL routines:ssl3_get_record:wrong version number'),
     { code: 'ERR_SSL_WRONG_VERSION_NUMBER' });
-  t.equal(c.networkError(tlsErr, 'ping /v2/', 1).message,
+  t.equal(networkError('reg.example:5000', 'reg.example:5000', tlsErr, 'ping /v2/', 1).message,
     'registry reg.example:5000 does not speak HTTPS; to use plain HTTP pass --insecure');
   const certErr = Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
-  t.match(c.networkError(certErr, 'ping /v2/', 1).message, /^registry reg.example:5000: TLS certificate not trusted/);
-  await c.close();
+  t.match(networkError('reg.example:5000', 'reg.example:5000', certErr, 'ping /v2/', 1).message,
+    /^registry reg.example:5000: TLS certificate not trusted/);
 });

@@ -1,11 +1,13 @@
 /**
  * How the registry transport reads failures: which errors below HTTP are transient (retried), which are TLS
  * trust failures, the text of a failure's cause chain, and the `code: message` of a registry's error body.
- * The one-line messages these become are built by RegistryClient (registry-client.ts).
+ * and the one-line messages a failed request becomes (below HTTP, or a status the caller does not take).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { OperationError } from '../../errors.js';
+import { messages } from '../../messages.js';
 import { parseReceivedJson } from '../bounded-json.js';
+import type { Challenge } from '../challenge.js';
 
 const RETRYABLE_CODES = new Set([
   'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
@@ -73,4 +75,65 @@ export class HttpStatusError extends Error {
   constructor(readonly statusCode: number, readonly retryAfter?: string) {
     super(`HTTP ${statusCode}`);
   }
+}
+
+/** A one-line error for a failure below HTTP (connection, TLS) of a request to `registry` at `endpoint`. */
+export function networkError(registry: string, endpoint: string, err: unknown, what: string, tries: number): Error {
+  if (err instanceof OperationError || (err instanceof Error && err.name === 'AbortError')) return err;
+  if (isCertificateError(err)) {
+    return new OperationError(messages.tlsUntrusted(registry, endpoint, errorText(err)), { cause: err });
+  }
+  if (/wrong version number|packet length too long/i.test(errorText(err))) {
+    return new OperationError(messages.plainHttp(registry), { cause: err });
+  }
+  const t = tries > 1 ? ` after ${tries} tries` : '';
+  return new OperationError(`registry ${registry}: ${what} failed${t}: ${errorText(err)}`, { cause: err });
+}
+
+/** What is known of a request the registry answered with a status the caller does not take. */
+export interface StatusFailure {
+  registry: string;
+  repository: string;
+  what: string;
+  statusCode: number;
+  /** the registry's error body, as `code: message` */
+  detail: string | undefined;
+  /** the registry's own challenge on a 401 */
+  challenge: Challenge | undefined;
+  /** the credentials found for the registry, if any (only their source is named) */
+  credential: { source: string } | undefined;
+  /** where credentials were looked for (' (looked in ...)' or '') */
+  hint: string;
+  /** the request carried an Authorization header */
+  hadAuth: boolean;
+}
+
+/** The one line for a failed status: on a 401, what the user can do about the credentials. */
+export function statusError(f: StatusFailure): OperationError {
+  const { registry, repository, challenge: ch, credential: cred, hadAuth } = f;
+  const d = f.detail ? ` (${f.detail})` : '';
+  if (f.statusCode === 401) {
+    if ((ch?.params.error === 'insufficient_scope' || ch?.scheme === 'bearer') && !cred) {
+      return new OperationError(`registry ${registry}: anonymous pull of ${repository} denied and no ` +
+        `credentials were found for it${f.hint}`);
+    }
+    if (ch?.params.error === 'insufficient_scope' || (ch?.scheme === 'bearer' && hadAuth)) {
+      return new OperationError(`registry ${registry}: pull access to ${repository} denied: the token ` +
+        `does not grant 'pull' on it (insufficient scope)${cred ? ` with the credentials from ${cred.source}` : ''}`);
+    }
+    if (cred && !hadAuth) {
+      return new OperationError(`registry ${registry} wants Basic authentication for ${repository}, but the ` +
+        `credentials from ${cred.source} hold no username and password`);
+    }
+    if (cred && hadAuth) {
+      return new OperationError(`registry ${registry}: authentication failed for ${repository}: the ` +
+        `credentials from ${cred.source} were rejected`);
+    }
+    return new OperationError(`registry ${registry} requires authentication for ${repository} and no ` +
+      `credentials were found for it${f.hint}`);
+  }
+  if (f.statusCode === 403) {
+    return new OperationError(`registry ${registry}: access to ${repository} denied (HTTP 403)${d}`);
+  }
+  return new OperationError(`registry ${registry}: ${f.what}: HTTP ${f.statusCode}${d}`);
 }

@@ -2,14 +2,14 @@
  * The Bearer token exchange of the distribution spec's token auth: the realm of the registry's challenge is
  * asked for a pull token of one scope (anonymous, with Basic credentials, or with an OAuth2 refresh token);
  * credentials never cross the network in clear text to a registry reached over verified TLS. The cache of
- * tokens per scope stays in RegistryClient (registry-client.ts), which hands this its transport.
+ * tokens per scope is auth.ts's, which hands this its transport.
  */
 import { OperationError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { parseReceivedJson } from '../bounded-json.js';
 import type { Challenge } from '../challenge.js';
 import type { Credential } from '../credentials.js';
-import type { RegistryResponse } from '../registry-client.js';
+import type { RegistryResponse } from './http.js';
 import { HttpStatusError, header } from './errors.js';
 
 /** A token response is a JWT or two in a small JSON object; a few KiB in practice. */
