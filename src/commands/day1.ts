@@ -1,13 +1,6 @@
 /** `kmm-worker day1 pull|load|machineconfig` (docs/day1.md): flags in, one flow out. */
 import type { Context } from '../context.js';
-import type { Day1Flags } from '../day1/settings.js';
-import type { MachineConfigInput } from '../day1/machineconfig.js';
-
-export type Day1PullFlags = Day1Flags;
-export type Day1LoadFlags = Day1Flags;
-
-/** the flags are exactly what the MachineConfig is rendered from */
-export type Day1MachineConfigFlags = MachineConfigInput;
+import type { Day1LoadFlags, Day1MachineConfigFlags, Day1PullFlags } from './day1-command.js';
 
 export async function day1Pull(ctx: Context, flags: Day1PullFlags): Promise<number | void> {
   const { day1Settings } = await import('../day1/settings.js');

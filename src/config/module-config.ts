@@ -8,6 +8,7 @@ import { UsageError } from '../errors.js';
 import { MAX_CONFIG_BYTES, readRegularFile } from '../bounded-read.js';
 import { parseReference } from '../image/reference.js';
 import { normaliseModuleName } from '../kmod/names.js';
+import { DEFAULT_DIR_NAME } from './defaults.js';
 
 export type ImagePullPolicy = 'IfNotPresent' | 'Always' | 'Never';
 
@@ -175,7 +176,7 @@ function parseModprobe(obj: Record<string, unknown>): ModprobeSpec {
   );
   const moduleName = optString(obj, 'moduleName', path);
   const parameters = optStringList(obj, 'parameters', path);
-  const dirName = optString(obj, 'dirName', path) ?? '/opt';
+  const dirName = optString(obj, 'dirName', path) ?? DEFAULT_DIR_NAME;
   const firmwarePath = optString(obj, 'firmwarePath', path);
   const modprobedDir = optString(obj, 'modprobedDir', path);
   const modulesLoadingOrder = optStringList(obj, 'modulesLoadingOrder', path);
