@@ -2,7 +2,7 @@
  * Registers `image pull|inspect|ls|prune` (docs/images.md, docs/cache.md): their flags and defaults; each
  * command's own module is loaded when it runs.
  */
-import { DEFAULT_DIR_NAME } from '../config/defaults.js';
+import { DEFAULT_DIR_NAME, DEFAULT_PULL_POLICY } from '../config/defaults.js';
 import { DEFAULT_OPERATION_TIMEOUT } from '../image/deadline.js';
 import { execute } from './execute.js';
 import type { Program } from './global-options.js';
@@ -18,7 +18,7 @@ const pullCommand = (image: ImageGroup) =>
     .option('--dir-name <dir>', 'the directory holding lib/modules in the image', DEFAULT_DIR_NAME)
     .option('--firmware-dir <path>', 'the firmware directory inside the image')
     .option('--all', 'extract every file of the image')
-    .option('--pull-policy <policy>', 'IfNotPresent | Always | Never', 'IfNotPresent')
+    .option('--pull-policy <policy>', 'IfNotPresent | Always | Never', DEFAULT_PULL_POLICY)
     .option('--platform <os/arch[/variant]>', 'platform to select from an index')
     .option('--insecure', 'allow plain HTTP and unverified TLS for this registry')
     .option('--json', 'print one JSON object on stdout')

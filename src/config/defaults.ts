@@ -12,3 +12,6 @@ export const DEFAULT_FIRMWARE_DIR = '/var/lib/firmware';
 
 /** What the Day-1 pull service runs after storing a new image. */
 export const DEFAULT_REBOOT_COMMAND = 'systemctl reboot';
+
+/** The image pull policy when none is named (`imagePullPolicy` of KMM's config, `--pull-policy`), as Kubernetes has it for a tagged image. */
+export const DEFAULT_PULL_POLICY = 'IfNotPresent';
