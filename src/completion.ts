@@ -4,7 +4,7 @@
  * flags, and falls back to file names (configs, references to oci: layouts) for everything else. zsh runs the
  * bash function through bashcompinit.
  */
-import type { Command } from 'commander';
+import type { CommandUnknownOpts as Command } from '@commander-js/extra-typings';
 
 function flagsOf(cmd: Command): string[] {
   return cmd.options.flatMap((o) => [o.short, o.long].filter((f): f is string => Boolean(f)));

@@ -116,3 +116,30 @@ t.test('the rule sees imports it must refuse', async (t) => {
   );
   t.same(info.importedFiles.map((f) => f.fileName), ['../a.js', './b.js', '../c/c.js']);
 });
+
+/** The relative imports a file runs when it is loaded: static ones, without `import type` (erased) and `import()`. */
+function staticImportsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const found = [...text.matchAll(/^(?:import|export)\s+(?!type\b)(?:[^;'"]*?\sfrom\s+)?'(\.[^']+)'/gm)].map((m) => m[1]!);
+  return found.map((s) => path.resolve(path.dirname(file), s).replace(/\.js$/, '.ts'));
+}
+
+t.test('starting the CLI loads flag declarations only: every command module loads its code when it runs', async (t) => {
+  // every start parses the command line with all commands registered; a registration that imported its command's
+  // code would add that code (and the packages under it) to the start-up of every other command
+  const seen = new Set<string>();
+  const queue = [path.join(SRC, 'cli.ts')];
+  while (queue.length) {
+    const f = queue.pop()!;
+    if (seen.has(f)) continue;
+    seen.add(f);
+    queue.push(...staticImportsOf(f));
+  }
+  const below = ['app', 'daemon', 'flows', 'worker', 'services', 'adapters'];
+  const heavy = [...seen]
+    .filter((f) => below.includes(LAYERS[layerIndex.get(unitOf(f)) ?? 0]!.name))
+    .map((f) => path.relative(SRC, f));
+  t.same(heavy, [], 'flows, services and adapters loaded at start-up');
+  t.ok(seen.has(path.join(SRC, 'commands', 'kmod-command.ts')), 'the walk follows cli.ts into the command modules');
+  t.notOk(seen.has(path.join(SRC, 'commands', 'kmod.ts')), "kmod's code is not loaded at start-up");
+});

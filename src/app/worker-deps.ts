@@ -30,6 +30,8 @@ export interface WorkerChoices {
   sources?: KmodsSource[];
   /** false: no Events whatever --report says (Day-1 before the network); default: as --report says */
   report?: boolean;
+  /** the node; default: a `Host` under --host-root (Day-1 passes the one it read the running kernel from) */
+  host?: Host;
   /** what stops this run between steps; default: the command's SIGINT/SIGTERM signal */
   signal?: AbortSignal;
   /** once this is aborted, a ModuleLoadFailed is not reported (the daemon's load cut short by its shutdown) */
@@ -46,7 +48,7 @@ export async function createWorkerDeps(ctx: Context, config?: ModuleConfig, choi
   // in a dry run the flows' log lines describe what would happen; say so on each of them
   const log = dryRun ? ctx.log.child({}, { msgPrefix: '(dry run) ' }) : ctx.log;
   const plan: Plan = dryRun ? printedPlan(ctx.stdout) : noPlan;
-  const host = new Host(opts.hostRoot);
+  const host = choices.host ?? new Host(opts.hostRoot);
   // host writes and modprobe runs are steps a stop signal waits for (src/stop-guard.ts)
   const changes: HostChanges = dryRun ? new PlanHostChanges(ctx.stdout) : guardedSteps(new RealHostChanges());
   const modprobe: ModprobeRunner = dryRun ? new PlanModprobe(ctx.stdout) : guardedSteps(new ExecModprobe(opts.modprobe, log));

@@ -1,28 +1,21 @@
 /** `kmm-worker day1 pull|load|machineconfig` (docs/day1.md): flags in, one flow out. */
 import type { Context } from '../context.js';
-import type { Day1Flags } from '../day1/settings.js';
-import type { MachineConfigInput } from '../day1/machineconfig.js';
-
-export type Day1PullFlags = Day1Flags;
-export type Day1LoadFlags = Day1Flags;
-
-/** the flags are exactly what the MachineConfig is rendered from */
-export type Day1MachineConfigFlags = MachineConfigInput;
+import type { Day1LoadFlags, Day1MachineConfigFlags, Day1PullFlags } from './day1-command.js';
 
 export async function day1Pull(ctx: Context, flags: Day1PullFlags): Promise<number | void> {
   const { day1Settings } = await import('../day1/settings.js');
   const settings = day1Settings(flags);
   const { runDay1Pull } = await import('../day1/pull.js');
-  await runDay1Pull(ctx, settings);
+  const { day1PullPorts } = await import('../app/day1-deps.js');
+  await runDay1Pull(ctx, settings, day1PullPorts(ctx, settings));
 }
 
 export async function day1Load(ctx: Context, flags: Day1LoadFlags): Promise<number | void> {
   const { day1Settings } = await import('../day1/settings.js');
   const settings = day1Settings(flags);
   const { runDay1Load } = await import('../day1/load.js');
-  const { createWorkerDeps } = await import('../app/worker-deps.js');
-  // Day-1 runs before the network: no Events, whatever --report says
-  await runDay1Load(ctx, settings, (config, choices) => createWorkerDeps(ctx, config, { ...choices, report: false }));
+  const { day1LoadPorts } = await import('../app/day1-deps.js');
+  await runDay1Load(ctx, settings, day1LoadPorts(ctx, settings));
 }
 
 export async function day1MachineConfig(ctx: Context, flags: Day1MachineConfigFlags): Promise<number | void> {

@@ -11,13 +11,7 @@ import { version } from '../version.js';
 import { collectDiagnosis } from '../diagnose/collect.js';
 import { renderSummary } from '../diagnose/render.js';
 import { writeBundle } from '../diagnose/bundle.js';
-
-export interface DiagnoseFlags {
-  json?: boolean;
-  output?: string;
-  firmwarePath?: string;
-  registry?: boolean;
-}
+import type { DiagnoseFlags } from './diagnose-command.js';
 
 export async function diagnose(ctx: Context, configPath: string | undefined, flags: DiagnoseFlags): Promise<void> {
   if (flags.output !== undefined && !/\.(tar\.gz|tgz)$/.test(flags.output)) {

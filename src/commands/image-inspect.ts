@@ -9,13 +9,7 @@ import { openImage } from '../image/open.js';
 import { sourceOptions } from './image-source-options.js';
 import { parseTimeout, withDeadline } from '../image/deadline.js';
 import { parseReference } from '../image/reference.js';
-
-export interface ImageInspectFlags {
-  json?: boolean;
-  platform?: string;
-  insecure?: boolean;
-  timeout?: string;
-}
+import type { ImageInspectFlags } from './image-command.js';
 
 export interface ImageInspectResult {
   reference: string;
@@ -69,7 +63,7 @@ function human(r: ImageInspectResult): string {
   return lines.join('\n') + '\n';
 }
 
-export async function imageInspect(ctx: Context, ref: string, flags: ImageInspectFlags = {}): Promise<number> {
+export async function imageInspect(ctx: Context, ref: string, flags: ImageInspectFlags): Promise<number> {
   const result = await inspectImage(ctx, ref, flags);
   ctx.stdout.write(flags.json ? JSON.stringify(result) + '\n' : human(result));
   return 0;

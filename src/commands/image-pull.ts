@@ -9,18 +9,7 @@ import type { Selection } from '../extract/selection.js';
 import { describeDownload, parsePullPolicy, planPull, pullImage } from '../store/pull.js';
 import { progressReporter } from '../store/progress.js';
 import { parseTimeout } from '../image/deadline.js';
-
-export interface ImagePullFlags {
-  kernel?: string;
-  dirName?: string;
-  firmwareDir?: string;
-  all?: boolean;
-  pullPolicy?: string;
-  platform?: string;
-  insecure?: boolean;
-  json?: boolean;
-  timeout?: string;
-}
+import type { ImagePullFlags } from './image-command.js';
 
 /** Without --kernel the running kernel's modules are wanted; a host whose release cannot be read is a usage error. */
 function runningKernel(hostRoot: string): Promise<string> {
@@ -36,7 +25,7 @@ export async function imagePull(ctx: Context, ref: string, flags: ImagePullFlags
   const selection: Selection = flags.all
     ? 'all'
     : {
-        dirName: flags.dirName ?? '/opt',
+        dirName: flags.dirName,
         kernelVersion: flags.kernel ?? (await runningKernel(ctx.opts.hostRoot)),
         ...(flags.firmwareDir ? { firmwarePath: flags.firmwareDir } : {}),
       };

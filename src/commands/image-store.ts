@@ -4,14 +4,7 @@
 import type { Context } from '../context.js';
 import { parseDuration } from '../duration.js';
 import { listImages, pruneImages, type ListedImage } from '../store/inventory.js';
-
-export interface ImageLsFlags {
-  json?: boolean;
-}
-export interface ImagePruneFlags {
-  olderThan?: string;
-  json?: boolean;
-}
+import type { ImageLsFlags, ImagePruneFlags } from './image-command.js';
 
 function size(bytes: number): string {
   if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)}GiB`;
@@ -44,7 +37,7 @@ export async function imageLs(ctx: Context, flags: ImageLsFlags): Promise<number
 }
 
 export async function imagePrune(ctx: Context, flags: ImagePruneFlags): Promise<number | void> {
-  const olderThanMs = parseDuration(flags.olderThan ?? '7d');
+  const olderThanMs = parseDuration(flags.olderThan);
   const dryRun = ctx.opts.dryRun;
   const removed = await pruneImages(ctx.opts.imagesDir, { olderThanMs, log: ctx.log, dryRun });
   if (flags.json) {

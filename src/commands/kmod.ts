@@ -7,14 +7,7 @@ import { createWorkerDeps } from '../app/worker-deps.js';
 import { loadModule, type LoadOptions } from '../worker/load.js';
 import { unloadModule } from '../worker/unload.js';
 import { speakTo } from '../messages.js';
-
-export interface KmodFlags {
-  firmwarePath?: string;
-  /** upstream worker: where the host firmware dir is (copy destination only) */
-  setFirmwareMountPath?: string;
-  /** upstream worker: the value for firmware_class.path */
-  setFirmwareClassPath?: string;
-}
+import type { KmodFlags } from './kmod-command.js';
 
 /**
  * `--firmware-path DIR` means both the firmware dir and the firmware_class.path value (README.md "Global options"); the

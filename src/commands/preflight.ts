@@ -1,26 +1,7 @@
 import type { Context } from '../context.js';
 import { UsageError, oneLine } from '../errors.js';
 import { speakTo } from '../messages.js';
-
-/** The flags of `kmm-worker preflight` as commander gives them (see src/cli.ts). */
-export interface PreflightFlags {
-  kernel?: string;
-  preflight?: string;
-  module?: string[];
-  fromCluster?: boolean;
-  parallel: number;
-  timeout: number;
-  insecure?: boolean;
-  platform?: string;
-  json?: boolean;
-  writeStatus?: string;
-  trustedKeys?: string;
-  symvers?: string;
-  day1Image?: string;
-  day1Module?: string;
-  day1DirName?: string;
-  [flag: string]: unknown;
-}
+import type { PreflightFlags } from './preflight-command.js';
 
 export async function preflight(ctx: Context, flags: PreflightFlags): Promise<number> {
   speakTo('module');

@@ -8,19 +8,13 @@ import { absoluteHostPath } from '../config/host-path.js';
 import { readModuleConfig, type ModuleConfig } from '../config/module-config.js';
 import { createWorkerDeps } from '../app/worker-deps.js';
 import { loadModule } from '../worker/load.js';
-
-export interface RunFlags {
-  firmwarePath?: string;
-  healthAddr?: string;
-  /** seconds */
-  checkInterval?: string;
-}
+import type { RunFlags } from './run-command.js';
 
 export async function runDaemon(ctx: Context, configPath: string, flags: RunFlags): Promise<number> {
   speakTo('module-config');
   const firmwarePath = absoluteHostPath('--firmware-path', flags.firmwarePath);
-  const healthAddr = parseHealthAddr(flags.healthAddr ?? '127.0.0.1:8081');
-  const seconds = Number(flags.checkInterval ?? '10');
+  const healthAddr = parseHealthAddr(flags.healthAddr);
+  const seconds = Number(flags.checkInterval);
   if (!Number.isFinite(seconds) || seconds <= 0) {
     throw new UsageError(`--check-interval must be a positive number of seconds, got '${flags.checkInterval}'`);
   }

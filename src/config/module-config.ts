@@ -8,6 +8,7 @@ import { UsageError } from '../errors.js';
 import { MAX_CONFIG_BYTES, readRegularFile } from '../bounded-read.js';
 import { parseReference } from '../image/reference.js';
 import { normaliseModuleName } from '../kmod/names.js';
+import { DEFAULT_DIR_NAME, DEFAULT_PULL_POLICY } from './defaults.js';
 
 export type ImagePullPolicy = 'IfNotPresent' | 'Always' | 'Never';
 
@@ -175,7 +176,7 @@ function parseModprobe(obj: Record<string, unknown>): ModprobeSpec {
   );
   const moduleName = optString(obj, 'moduleName', path);
   const parameters = optStringList(obj, 'parameters', path);
-  const dirName = optString(obj, 'dirName', path) ?? '/opt';
+  const dirName = optString(obj, 'dirName', path) ?? DEFAULT_DIR_NAME;
   const firmwarePath = optString(obj, 'firmwarePath', path);
   const modprobedDir = optString(obj, 'modprobedDir', path);
   const modulesLoadingOrder = optStringList(obj, 'modulesLoadingOrder', path);
@@ -271,7 +272,7 @@ function validate(root: unknown): ModuleConfig {
   }
   const containerImage = reqString(obj, 'containerImage', '');
   checkContainerImage(containerImage);
-  const policy = optString(obj, 'imagePullPolicy', '') ?? 'IfNotPresent';
+  const policy = optString(obj, 'imagePullPolicy', '') ?? DEFAULT_PULL_POLICY;
   if (!PULL_POLICIES.includes(policy as ImagePullPolicy)) {
     fail('imagePullPolicy', `must be one of ${PULL_POLICIES.join(', ')}, got '${policy}'`);
   }

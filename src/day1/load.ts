@@ -10,10 +10,10 @@ import { parseModuleConfig, type ModuleConfig } from '../config/module-config.js
 import type { KmodsSource } from '../worker/kmods-source.js';
 import type { WireWorker } from '../worker/ports.js';
 import { loadModule } from '../worker/load.js';
-import { Host } from '../host/host.js';
+import type { Host } from '../host/host.js';
 import { day1ImageReference } from '../config/day1-image-ref.js';
 import { hostFirmwareDir, type Day1Settings } from './settings.js';
-import { openDay1Store, storeSelection, type Day1Store } from './store.js';
+import { storeSelection, type Day1Store } from './store.js';
 import { PULL_UNIT } from './units.js';
 
 /** The ModuleConfig a Day-1 load stands for, built from the flags (validated by the same parser as a config file). */
@@ -48,10 +48,18 @@ export function storedKmodsSource(store: Day1Store, settings: Day1Settings): Kmo
   };
 }
 
-/** `wire` must build a load that reports nothing (before the network an Event could only wait for a timeout). */
-export async function runDay1Load(ctx: Context, settings: Day1Settings, wire: WireWorker,
-  store: Day1Store = openDay1Store(ctx, settings)): Promise<void> {
-  const kernel = await new Host(ctx.opts.hostRoot).runningKernel();
+/** Built by the command's wiring (app/day1-deps.ts). */
+export interface Day1LoadPorts {
+  /** the node: its running kernel names the image */
+  host: Pick<Host, 'runningKernel'>;
+  store: Day1Store;
+  /** must build a load that reports nothing (before the network an Event could only wait for a timeout) */
+  wire: WireWorker;
+}
+
+export async function runDay1Load(ctx: Context, settings: Day1Settings, ports: Day1LoadPorts): Promise<void> {
+  const { store, wire } = ports;
+  const kernel = await ports.host.runningKernel();
   const config = day1ModuleConfig(settings, kernel);
   const ref = config.containerImage;
   const stored = await store.lookup(ref, storeSelection(settings, kernel));

@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { UsageError } from '../errors.js';
 import { version } from '../version.js';
 import { checkImageRepository } from '../config/day1-image-ref.js';
+import { DEFAULT_FIRMWARE_DIR } from '../config/defaults.js';
 import { DAY1_ENV, renderLoadUnit, renderPullUnit, type UnitCommands } from './units.js';
 
 /** Spoken by every OpenShift 4.x Machine Config Operator that has Ignition 3. */
@@ -17,7 +18,7 @@ export const MKDIR = '/usr/bin/mkdir';
 /** The cluster's global pull secret on every OpenShift node; the pull service uses it for both images. */
 export const KUBELET_AUTH_FILE = '/var/lib/kubelet/config.json';
 const IMAGES_DIR = '/var/lib/kmm';
-const HOST_FIRMWARE_DIR = '/var/lib/firmware';
+const HOST_FIRMWARE_DIR = DEFAULT_FIRMWARE_DIR;
 // The worker container has no systemd; reboot through the host's (the approach of node-reboot daemons like kured).
 const CONTAINER_REBOOT_COMMAND = 'nsenter --target=1 --mount -- systemctl reboot';
 

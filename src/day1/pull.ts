@@ -5,16 +5,18 @@
  */
 import type { Context } from '../context.js';
 import { OperationError } from '../errors.js';
-import { Host } from '../host/host.js';
+import type { Host } from '../host/host.js';
 import { day1ImageReference } from '../config/day1-image-ref.js';
 import { findModuleKo, kernelModulesDir } from '../kmod/find-ko.js';
 import { prefetchOtherKernels } from './prefetch.js';
 import type { RpmOstreeStatus } from './installed-kernels.js';
-import { runRebootCommand } from './reboot.js';
 import type { Day1Settings } from './settings.js';
-import { openDay1Store, storeSelection, type Day1Store, type Day1Image } from './store.js';
+import { storeSelection, type Day1Store, type Day1Image } from './store.js';
 
+/** Built by the command's wiring (app/day1-deps.ts). */
 export interface Day1PullPorts {
+  /** the node: its running kernel names the image */
+  host: Pick<Host, 'runningKernel'>;
   store: Day1Store;
   reboot(argv: string[]): Promise<void>;
   /** `rpm-ostree status --json` (default: the host's rpm-ostree, when installed) */
@@ -33,15 +35,14 @@ async function checkServesKernel(image: Day1Image, ref: string, settings: Day1Se
   return ko;
 }
 
-export async function runDay1Pull(ctx: Context, settings: Day1Settings, ports?: Day1PullPorts): Promise<void> {
-  const store = ports?.store ?? openDay1Store(ctx, settings);
-  const reboot = ports?.reboot ?? ((argv: string[]) => runRebootCommand(argv, ctx.log, ctx.signal));
-  const kernel = await new Host(ctx.opts.hostRoot).runningKernel();
+export async function runDay1Pull(ctx: Context, settings: Day1Settings, ports: Day1PullPorts): Promise<void> {
+  const { store, reboot } = ports;
+  const kernel = await ports.host.runningKernel();
   const ref = day1ImageReference(settings.repo, kernel);
   const selection = storeSelection(settings, kernel);
 
   // the next kernels' images, after the running kernel's and before any reboot; never a failure or a reboot
-  const prefetch = () => prefetchOtherKernels(ctx, settings, store, { running: kernel, rpmOstreeStatus: ports?.rpmOstreeStatus });
+  const prefetch = () => prefetchOtherKernels(ctx, settings, store, { running: kernel, rpmOstreeStatus: ports.rpmOstreeStatus });
 
   const present = await store.lookup(ref, selection);
   if (present) {

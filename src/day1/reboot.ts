@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { OperationError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 
-export const DEFAULT_REBOOT_COMMAND = 'systemctl reboot';
+export { DEFAULT_REBOOT_COMMAND } from '../config/defaults.js';
 
 /** `"systemctl reboot"` → `["systemctl", "reboot"]`; empty → UsageError (a pull that cannot reboot is a misconfiguration). */
 export function parseRebootCommand(command: string): string[] {

@@ -5,7 +5,7 @@
  */
 import { absoluteHostPath } from '../config/host-path.js';
 import { UsageError } from '../errors.js';
-import { DEFAULT_FIRMWARE_DIR } from '../host/host.js';
+import { DEFAULT_DIR_NAME, DEFAULT_FIRMWARE_DIR } from '../config/defaults.js';
 import { checkImageRepository } from '../config/day1-image-ref.js';
 import { DEFAULT_REBOOT_COMMAND, parseRebootCommand } from './reboot.js';
 
@@ -55,7 +55,7 @@ export function day1Settings(flags: Day1Flags): Day1Settings {
   for (const name of inTreeModules) {
     if (!MODULE_NAME.test(name)) throw new UsageError(`--in-tree-modules must list kernel module names, got '${name}'`);
   }
-  const dirName = imagePath('--dir-name', blankToUndefined(flags.dirName) ?? '/opt');
+  const dirName = imagePath('--dir-name', blankToUndefined(flags.dirName) ?? DEFAULT_DIR_NAME);
   const firmwareDirFlag = blankToUndefined(flags.firmwareDir);
   const firmwareDir = firmwareDirFlag === undefined ? undefined : imagePath('--firmware-dir', firmwareDirFlag);
   const hostFirmwarePath = absoluteHostPath('--firmware-path', blankToUndefined(flags.firmwarePath));

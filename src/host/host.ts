@@ -14,7 +14,7 @@ export type ModuleState =
   | { kind: 'loaded'; initstate: string; srcversion?: string; refcnt: number; holders: string[] };
 
 export const FIRMWARE_CLASS_PATH = '/sys/module/firmware_class/parameters/path';
-export const DEFAULT_FIRMWARE_DIR = '/var/lib/firmware';
+export { DEFAULT_FIRMWARE_DIR } from '../config/defaults.js';
 
 const readTrimmed = (path: string) => readFile(path, 'utf8').then((s) => s.trim());
 const exists = (path: string) => stat(path).then(() => true, () => false);

@@ -7,7 +7,8 @@ import { OperationError, UsageError } from '../errors.js';
 import { parseDuration } from '../duration.js';
 
 /** For pulls and inspections: a kmod image is tens of MiB; ten minutes is generous even on a slow link. */
-export const DEFAULT_OPERATION_TIMEOUT_MS = 10 * 60_000;
+export const DEFAULT_OPERATION_TIMEOUT = '10m';
+export const DEFAULT_OPERATION_TIMEOUT_MS = parseDuration(DEFAULT_OPERATION_TIMEOUT);
 
 /** `--timeout` as a duration ("10m", "90s", "1h30m"); 0 or garbage is a usage error. */
 export function parseTimeout(value: string | undefined, flag = '--timeout'): number {

@@ -7,6 +7,7 @@
 import { MODULE_NAME } from '../config/module-config.js';
 import { UsageError } from '../errors.js';
 import { checkImageRepository } from '../config/day1-image-ref.js';
+import { DEFAULT_DIR_NAME } from '../config/defaults.js';
 import type { ModuleResource } from './module-cr.js';
 
 export interface Day1Preflight {
@@ -20,7 +21,7 @@ export interface Day1Preflight {
 export function day1ModuleResource(d: Day1Preflight): ModuleResource {
   checkImageRepository(d.repo, '--day1-image');
   if (!MODULE_NAME.test(d.moduleName)) throw new UsageError(`--day1-module must be a kernel module name, got '${d.moduleName}'`);
-  const dirName = d.dirName ?? '/opt';
+  const dirName = d.dirName ?? DEFAULT_DIR_NAME;
   if (!dirName.startsWith('/') || dirName.split('/').includes('..')) {
     throw new UsageError(`--day1-dir-name must be an absolute path inside the image, got '${dirName}'`);
   }

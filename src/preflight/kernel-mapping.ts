@@ -5,6 +5,7 @@
  * the variables of docs/preflight.md are substituted in the image name.
  */
 import { compileGoRegexp, GoRegexpError } from './go-regexp.js';
+import { DEFAULT_DIR_NAME } from '../config/defaults.js';
 import { kernelVariables } from './kernel.js';
 import { isRecord, type ModuleResource } from './module-cr.js';
 import { substituteVariables, SubstitutionError } from './substitute.js';
@@ -99,7 +100,7 @@ function resolve(mod: ModuleResource, kernelVersion: string): Resolution {
   const moduleName = str(modprobe.moduleName, `${CONTAINER}.modprobe.moduleName`);
   const rawArgs = optionalRecord(modprobe.rawArgs, `${CONTAINER}.modprobe.rawArgs`);
   if (!moduleName && !rawArgs) throw new ModuleSpecError(`${CONTAINER}.modprobe.moduleName is required (or rawArgs)`);
-  const dirName = str(modprobe.dirName, `${CONTAINER}.modprobe.dirName`) || '/opt';
+  const dirName = str(modprobe.dirName, `${CONTAINER}.modprobe.dirName`) || DEFAULT_DIR_NAME;
   if (!dirName.startsWith('/') || dirName.split('/').includes('..')) {
     throw new ModuleSpecError(`${CONTAINER}.modprobe.dirName must be an absolute path without '..', got '${dirName}'`);
   }

@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { acquireLock } from './lock.js';
 import { entryKey, fsyncDir, StoreDir, type EntryMeta, type StoredEntry } from './store-dir.js';
 import { PULL_POLICIES, type ImagePullPolicy } from '../config/module-config.js';
+import { DEFAULT_PULL_POLICY } from '../config/defaults.js';
 
 
 export interface PullOptions {
@@ -54,7 +55,7 @@ export interface PullResult extends StoredImage {
 }
 
 export function parsePullPolicy(value: string | undefined, field = '--pull-policy'): ImagePullPolicy {
-  if (value === undefined || value === '') return 'IfNotPresent';
+  if (value === undefined || value === '') return DEFAULT_PULL_POLICY;
   // `--pull-policy always` as people type it; the Kubernetes spelling is the canonical one
   const policy = PULL_POLICIES.find((p) => p.toLowerCase() === value.toLowerCase());
   if (policy) return policy;

@@ -72,6 +72,6 @@ t.test('the environment file sets exactly the variables the CLI reads', async (t
   t.same(day1Keys, Object.values(DAY1_ENV).sort());
   t.not(env[DAY1_ENV.image], '', 'an example repository');
   t.notMatch(env[DAY1_ENV.image]!, /:[^/]*$/, 'the example repository has no tag');
-  const cli = await readFile(join(REPO, 'src', 'cli.ts'), 'utf8');
-  for (const name of Object.values(DAY1_ENV)) t.ok(cli.includes(`'${name}'`), `cli.ts maps ${name} to a flag`);
+  const cli = await readFile(join(REPO, 'src', 'commands', 'day1-command.ts'), 'utf8');
+  for (const name of Object.values(DAY1_ENV)) t.ok(cli.includes(`'${name}'`), `commands/day1-command.ts maps ${name} to a flag`);
 });
