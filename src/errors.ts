@@ -19,6 +19,8 @@ interface KmmErrorOptions {
   detail?: string | undefined;
   /** a more specific stable code than the class's own */
   code?: string;
+  /** the message already starts by naming the image or registry it concerns: callers add no such context */
+  located?: boolean;
 }
 
 export class UsageError extends Error {
@@ -26,10 +28,12 @@ export class UsageError extends Error {
   override name = 'UsageError';
   readonly code: string;
   readonly detail: string | undefined;
+  readonly located: boolean;
   constructor(message: string, options?: KmmErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = options?.code ?? ErrorCodes.usage;
     this.detail = options?.detail;
+    this.located = options?.located ?? false;
   }
 }
 
@@ -38,10 +42,12 @@ export class OperationError extends Error {
   override name = 'OperationError';
   readonly code: string;
   readonly detail: string | undefined;
+  readonly located: boolean;
   constructor(message: string, options?: KmmErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = options?.code ?? ErrorCodes.operation;
     this.detail = options?.detail;
+    this.located = options?.located ?? false;
   }
 }
 
@@ -55,15 +61,21 @@ export function errorMessage(err: unknown): string {
  * exit 2), the same code and detail, the original as its cause. A foreign error (a Node or library one)
  * becomes an OperationError. An interruption is never reworded.
  */
-export function withContext(err: unknown, context: string): Error {
+export function withContext(err: unknown, context: string, opts: { located?: boolean } = {}): Error {
   if (err instanceof InterruptedError) return err;
   const message = `${context}: ${errorMessage(err)}`;
-  if (err instanceof UsageError) return new UsageError(message, { cause: err, detail: err.detail, code: err.code });
+  const located = opts.located === true || isLocated(err);
+  if (err instanceof UsageError) return new UsageError(message, { cause: err, detail: err.detail, code: err.code, located });
   if (err instanceof OperationError) {
     const Kind = err.constructor as typeof OperationError;
-    return new Kind(message, { cause: err, detail: err.detail, code: err.code });
+    return new Kind(message, { cause: err, detail: err.detail, code: err.code, located });
   }
-  return new OperationError(message, { cause: err });
+  return new OperationError(message, { cause: err, located });
+}
+
+/** The error's message already names the image or registry it concerns (see KmmErrorOptions.located). */
+export function isLocated(err: unknown): boolean {
+  return (err instanceof OperationError || err instanceof UsageError) && err.located;
 }
 
 /** Raised when a SIGINT/SIGTERM interrupted the work; cleanup has already run. */

@@ -1,7 +1,7 @@
 // src/errors.ts: stable codes, and context added without losing the kind of failure (its exit code) or its cause.
 import t from 'tap';
 import {
-  ErrorCodes, InterruptedError, OperationError, UsageError, errorMessage, exitCodeOf, withContext,
+  ErrorCodes, InterruptedError, OperationError, UsageError, errorMessage, exitCodeOf, isLocated, withContext,
 } from '../src/errors.js';
 import { DigestMismatchError } from '../src/image/verify.js';
 
@@ -40,4 +40,15 @@ t.test('errorMessage of anything thrown', async (t) => {
   t.equal(errorMessage(new Error('boom')), 'boom');
   t.equal(errorMessage('text'), 'text');
   t.equal(errorMessage(42), '42');
+});
+
+t.test('located: whether a message already names its image or registry is a property, kept through withContext', async (t) => {
+  t.equal(new OperationError('layer sha256:aa: bad tar').located, false);
+  const named = new OperationError('registry r.example: pull access denied', { located: true });
+  t.equal(named.located, true);
+  t.equal(isLocated(withContext(named, 'while pulling')), true, 'context in front keeps it');
+  const layer = withContext(new OperationError('bad tar'), 'image r/x:1: layer sha256:aa', { located: true });
+  t.equal(isLocated(layer), true, 'context that names the image sets it');
+  t.equal(isLocated(withContext(new Error('EIO'), 'layer sha256:aa')), false, 'other context does not');
+  t.equal(isLocated(new Error('image x: looks named but is not marked')), false, 'never read from the words');
 });

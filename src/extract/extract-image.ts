@@ -99,8 +99,8 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
         onPath,
       }).catch((err: unknown) => {
         // the extractor's own failures name the layer; the image is named here, once
-        if (err instanceof OperationError && !/^(image|registry) /.test(err.message)) {
-          throw withContext(err, `image ${image.reference}`);
+        if (err instanceof OperationError && !err.located) {
+          throw withContext(err, `image ${image.reference}`, { located: true });
         }
         throw err;
       });

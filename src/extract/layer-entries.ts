@@ -203,8 +203,8 @@ export function rawLayerEntries(
 
 /** The blob's own errors (digest, size, network) already name the image and the blob: they stay as they are. */
 function named(err: unknown, what: string | undefined): unknown {
-  if (!what || !(err instanceof OperationError) || /^(image|registry) /.test(err.message)) return err;
-  return withContext(err, what);
+  if (!what || !(err instanceof OperationError) || err.located) return err;
+  return withContext(err, what, { located: true });
 }
 
 async function* entriesOf<S>(

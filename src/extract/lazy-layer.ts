@@ -162,7 +162,7 @@ function emptyBody(e: TocEntry, what: string): RawEntryBody {
     async *[Symbol.asyncIterator]() {
       // an empty file read anyway: its digest, when the TOC gives one, must be the empty file's
       if (e.type === 'reg' && (e.size ?? 0) === 0 && e.digest !== undefined && e.digest !== EMPTY_SHA256) {
-        throw new OperationError(`${what}: file "${e.name}" does not match the digest in the table of contents`);
+        throw new OperationError(`${what}: file "${e.name}" does not match the digest in the table of contents`, { located: true });
       }
     },
     skip: async () => undefined,
@@ -185,7 +185,7 @@ function fileBody(plan: FilePlan, reader: RangeReader, what: string): RawEntryBo
         try {
           out = zlib.zstdDecompressSync(Buffer.concat(parts), { maxOutputLength: Math.max(1, plan.size - size) });
         } catch (err) {
-          throw new OperationError(`${what}: its bytes do not decompress as the table of contents says: ${(err as Error).message}`);
+          throw new OperationError(`${what}: its bytes do not decompress as the table of contents says: ${(err as Error).message}`, { located: true });
         }
         hash.update(out);
         size += out.length;
@@ -195,7 +195,7 @@ function fileBody(plan: FilePlan, reader: RangeReader, what: string): RawEntryBo
       const actual = `sha256:${hash.digest('hex')}`;
       if (size !== plan.size || actual !== plan.digest) {
         throw new OperationError(`${what} does not match the table of contents: expected ${plan.size} bytes with ` +
-          `${plan.digest}, got ${size} bytes with ${actual}`);
+          `${plan.digest}, got ${size} bytes with ${actual}`, { located: true });
       }
       if (held) yield held;
     },

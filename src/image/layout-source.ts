@@ -105,7 +105,7 @@ async function readManifest(ref: LayoutReference, desc: Descriptor): Promise<Man
   try {
     checkJsonDepth(body.toString('utf8'));
   } catch (e) {
-    throw new OperationError(`image ${ref.name}: manifest ${desc.digest} ${(e as Error).message}`);
+    throw new OperationError(`image ${ref.name}: manifest ${desc.digest} ${(e as Error).message}`, { located: true });
   }
   return parseManifest(body, desc.mediaType, `image ${ref.name}`);
 }
@@ -139,7 +139,7 @@ export async function openLayoutImage(ref: LayoutReference, want: Platform, log:
     async openBlob(desc: Descriptor, o?: { signal?: AbortSignal }): Promise<Readable> {
       const file = blobFile(ref.path, desc.digest);
       await fsp.access(file).catch(() => {
-        throw new OperationError(`image ${ref.name}: blob ${desc.digest} is missing from the layout`);
+        throw new OperationError(`image ${ref.name}: blob ${desc.digest} is missing from the layout`, { located: true });
       });
       return verifiedStream(fileChunks(file, `blob ${desc.digest}`, o?.signal), desc, `image ${ref.name}: blob`);
     },

@@ -181,7 +181,7 @@ export async function resolveForPlatform(opts: {
   const entry = selectPlatform(opts.top, want, `image ${name}`);
   const { manifest, digest } = await opts.readManifest(entry);
   if (manifest.kind !== 'manifest') {
-    throw new OperationError(`image ${name}: the ${formatPlatform(want)} entry is itself an index (nested indexes are not supported)`);
+    throw new OperationError(`image ${name}: the ${formatPlatform(want)} entry is itself an index (nested indexes are not supported)`, { located: true });
   }
   log.debug({ image: name, platform: formatPlatform(want), digest }, 'selected platform');
   if (platforms.length > 0) return { image: manifest, manifestDigest: digest, platforms };

@@ -118,7 +118,7 @@ async function firstServing<T>(ref: RegistryReference, opts: OpenImageOptions, l
         // the primary's failure is the answer, but a disconnected node's admin must learn the mirrors failed too
         const s = failedMirrors === 1 ? '' : 's';
         throw new OperationError(`${err.message} (after ${failedMirrors} mirror${s} failed; see the warnings)`,
-          { cause: err, detail: err.detail });
+          { cause: err, detail: err.detail, located: err.located });
       }
       failedMirrors++;
       lastError = err;
@@ -127,7 +127,7 @@ async function firstServing<T>(ref: RegistryReference, opts: OpenImageOptions, l
     }
   }
   // not reached: the primary is always the last location
-  throw lastError instanceof Error ? lastError : new OperationError(`image ${ref.name}: no location served it`);
+  throw lastError instanceof Error ? lastError : new OperationError(`image ${ref.name}: no location served it`, { located: true });
 }
 
 /** Opens an image for reading: manifest (platform selected), config descriptor, layers, verified blobs. */

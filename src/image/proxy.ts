@@ -135,14 +135,14 @@ export function proxyFailure(err: unknown, s: ProxySettings, registry: string, e
   const refused = texts.map((t) => /Proxy response \((\d+)\) !== 200 when HTTP Tunneling/.exec(t)).find(Boolean);
   if (refused && s.httpsProxy) {
     return new OperationError(`registry ${registry}: the proxy ${redactProxy(s.httpsProxy)} refused to open a tunnel ` +
-      `to ${endpoint} (HTTP ${refused[1]}${refused[1] === '407' ? ': proxy credentials missing or rejected' : ''})`, { cause: err });
+      `to ${endpoint} (HTTP ${refused[1]}${refused[1] === '407' ? ': proxy credentials missing or rejected' : ''})`, { located: true, cause: err });
   }
   for (const proxy of [s.httpsProxy, s.httpProxy]) {
     if (!proxy) continue;
     const u = new URL(proxy);
     const hostPort = `${u.hostname.replace(/^\[|\]$/g, '')}:${u.port || (u.protocol === 'https:' ? 443 : 80)}`;
     if (texts.some((t) => /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH/.test(t) && t.includes(u.hostname.replace(/^\[|\]$/g, '')))) {
-      return new OperationError(`registry ${registry}: cannot reach the proxy ${redactProxy(proxy)} (${hostPort})`, { cause: err });
+      return new OperationError(`registry ${registry}: cannot reach the proxy ${redactProxy(proxy)} (${hostPort})`, { located: true, cause: err });
     }
   }
   return undefined;

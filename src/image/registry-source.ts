@@ -74,15 +74,15 @@ export async function fetchManifest(client: Registry, ref: RegistryReference, re
     });
     if (r.statusCode === 404) throw await notFound(client, r, ref, what, isDigest ? undefined : reference, signal);
     return { res: r, body: await client.readBody(r, MAX_MANIFEST_BYTES,
-      () => new OperationError(`image ${ref.name}: manifest larger than ${MAX_MANIFEST_BYTES} bytes`)) };
+      () => new OperationError(`image ${ref.name}: manifest larger than ${MAX_MANIFEST_BYTES} bytes`, { located: true })) };
   });
   const digest = sha256Digest(body);
   if (isDigest && digest !== reference) {
-    throw new OperationError(`image ${ref.name}: manifest ${reference} does not match its digest (got ${digest})`);
+    throw new OperationError(`image ${ref.name}: manifest ${reference} does not match its digest (got ${digest})`, { located: true });
   }
   const announced = header(res, 'docker-content-digest');
   if (announced && announced.startsWith('sha256:') && announced !== digest) {
-    throw new OperationError(`image ${ref.name}: the registry says the manifest is ${announced} but its content is ${digest}`);
+    throw new OperationError(`image ${ref.name}: the registry says the manifest is ${announced} but its content is ${digest}`, { located: true });
   }
   // bounded nesting before the shared parser builds the object (issue 14 F10)
   checkNesting(body.toString('utf8'), `image ${ref.name}: manifest ${digest}`);
@@ -105,11 +105,11 @@ async function* blobChunks(client: Registry, ref: RegistryReference, desc: Descr
     });
     if (res.statusCode === 404) {
       await client.discard(res);
-      throw new OperationError(`image ${ref.name}: ${what} not found on registry ${ref.registry}`);
+      throw new OperationError(`image ${ref.name}: ${what} not found on registry ${ref.registry}`, { located: true });
     }
     if (res.statusCode === 416) {
       await client.discard(res);
-      throw new OperationError(`image ${ref.name}: ${what}: the registry refused to resume at byte ${from}`);
+      throw new OperationError(`image ${ref.name}: ${what}: the registry refused to resume at byte ${from}`, { located: true });
     }
     return res;
   };
@@ -124,7 +124,7 @@ async function* blobChunks(client: Registry, ref: RegistryReference, desc: Descr
       else if (res.statusCode === 200) skip = delivered;
       else {
         await client.discard(res);
-        throw new OperationError(`image ${ref.name}: ${what}: unexpected answer to a resumed download (HTTP ${res.statusCode})`);
+        throw new OperationError(`image ${ref.name}: ${what}: unexpected answer to a resumed download (HTTP ${res.statusCode})`, { located: true });
       }
     }
     let done = false;

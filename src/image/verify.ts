@@ -32,24 +32,24 @@ async function* verifying(chunks: AsyncIterable<Buffer>, desc: Descriptor, what:
   for await (const chunk of chunks) {
     size += chunk.length;
     if (size > desc.size) {
-      throw new DigestMismatchError(`${what} ${desc.digest}: more bytes than the ${desc.size} its descriptor says`);
+      throw new DigestMismatchError(`${what} ${desc.digest}: more bytes than the ${desc.size} its descriptor says`, { located: true });
     }
     hash.update(chunk);
     if (held) yield held;
     held = chunk;
   }
   if (size !== desc.size) {
-    throw new DigestMismatchError(`${what} ${desc.digest}: got ${size} bytes, its descriptor says ${desc.size}`);
+    throw new DigestMismatchError(`${what} ${desc.digest}: got ${size} bytes, its descriptor says ${desc.size}`, { located: true });
   }
   const got = hash.digest('hex');
   if (got !== want) {
-    throw new DigestMismatchError(`${what} ${desc.digest}: content does not match its digest (got sha256:${got})`);
+    throw new DigestMismatchError(`${what} ${desc.digest}: content does not match its digest (got sha256:${got})`, { located: true });
   }
   if (held) yield held;
 }
 
-/** A Readable of `chunks` that errors unless they are exactly the descriptor's size and sha256. */
-export function verifiedStream(chunks: AsyncIterable<Buffer>, desc: Descriptor, what = 'blob'): Readable {
+/** A Readable of `chunks` that errors unless they are exactly the descriptor's size and sha256; `what` names the image (`image X: blob`). */
+export function verifiedStream(chunks: AsyncIterable<Buffer>, desc: Descriptor, what: string): Readable {
   return Readable.from(verifying(chunks, desc, what), { objectMode: false });
 }
 

@@ -37,7 +37,7 @@ async function imageOf(layers: Entry[][]): Promise<ResolvedImage> {
   return {
     reference: 'test/crafted:1', digest: 'sha256:0', mediaType: 'x', manifestDigest: 'sha256:0', platforms: [],
     config: { digest: 'sha256:0', size: 0, mediaType: 'x' }, layers: descs,
-    openBlob: async (d) => verifiedStream(Readable.from([blobs.get(d.digest)!]), d),
+    openBlob: async (d) => verifiedStream(Readable.from([blobs.get(d.digest)!]), d, 'image test: blob'),
     diffIds: async () => descs.map((d) => d.digest), // uncompressed layers: the DiffID is the blob digest
   };
 }
@@ -82,6 +82,6 @@ t.test('a layer that is not a tar names the image and the layer', async (t) => {
   const d = { digest, size: b.length, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
   const img = await imageOf([]);
   img.layers = [d];
-  img.openBlob = async () => verifiedStream(Readable.from([b]), d);
+  img.openBlob = async () => verifiedStream(Readable.from([b]), d, 'image test: blob');
   await t.rejects(listKernelModules(img), { message: new RegExp(`^image test/crafted:1: layer ${digest}: layer is not a valid tar\\+gzip stream`) });
 });

@@ -56,7 +56,7 @@ export class RangeReader {
       cur.pending = undefined;
       if (!chunk) {
         const r = await cur.it.next();
-        if (r.done) throw new OperationError(`${this.what}: the registry's answer to a Range request ended at byte ${cur.pos} of ${cur.req.end}`);
+        if (r.done) throw new OperationError(`${this.what}: the registry's answer to a Range request ended at byte ${cur.pos} of ${cur.req.end}`, { located: true });
         chunk = r.value;
         this.received += chunk.length;
         this.onChunk?.(chunk.length);
@@ -91,7 +91,7 @@ export class RangeReader {
     const answer = await this.fetch(req.start, req.end);
     if (!answer.partial) {
       answer.cancel();
-      throw new RangeIgnoredError(`${this.what}: the registry ignored a Range request`);
+      throw new RangeIgnoredError(`${this.what}: the registry ignored a Range request`, { located: true });
     }
     this.current = { req, it: answer.chunks[Symbol.asyncIterator](), answer, pos: req.start };
     return this.current;

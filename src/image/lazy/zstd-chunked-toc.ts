@@ -77,7 +77,7 @@ export function parseToc(bytes: Buffer, loc: TocLocation, what: string): Toc {
   const actual = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
   if (raw.length !== loc.length || actual !== loc.checksum) {
     throw new OperationError(`${what}: the zstd:chunked table of contents does not match its checksum in the manifest ` +
-      `(expected ${loc.checksum}, got ${actual})`);
+      `(expected ${loc.checksum}, got ${actual})`, { located: true });
   }
   const footer = bytes.subarray(loc.length);
   if (footer.length === FOOTER_SIZE) checkFooter(footer, loc, what);
@@ -85,20 +85,20 @@ export function parseToc(bytes: Buffer, loc: TocLocation, what: string): Toc {
   try {
     json = zlib.zstdDecompressSync(raw, { maxOutputLength: MAX_TOC_BYTES });
   } catch (err) {
-    throw new OperationError(`${what}: the zstd:chunked table of contents does not decompress: ${(err as Error).message}`);
+    throw new OperationError(`${what}: the zstd:chunked table of contents does not decompress: ${(err as Error).message}`, { located: true });
   }
   if (json.length !== loc.uncompressedLength) {
-    throw new OperationError(`${what}: the zstd:chunked table of contents is ${json.length} bytes, the manifest says ${loc.uncompressedLength}`);
+    throw new OperationError(`${what}: the zstd:chunked table of contents is ${json.length} bytes, the manifest says ${loc.uncompressedLength}`, { located: true });
   }
   let doc: unknown;
   try {
     doc = JSON.parse(json.toString('utf8'));
   } catch (err) {
-    throw new OperationError(`${what}: the zstd:chunked table of contents is not JSON: ${(err as Error).message}`);
+    throw new OperationError(`${what}: the zstd:chunked table of contents is not JSON: ${(err as Error).message}`, { located: true });
   }
   const entries = (doc as { entries?: unknown }).entries;
   if ((doc as { version?: unknown }).version !== 1 || !Array.isArray(entries)) {
-    throw new OperationError(`${what}: the zstd:chunked table of contents is not version 1 with entries`);
+    throw new OperationError(`${what}: the zstd:chunked table of contents is not version 1 with entries`, { located: true });
   }
   for (const e of entries as TocEntry[]) checkEntry(e, what);
   return { entries: entries as TocEntry[], checksum: loc.checksum };
@@ -108,7 +108,7 @@ function checkFooter(footer: Buffer, loc: TocLocation, what: string): void {
   const ok = footer.readUInt32LE(0) === SKIPPABLE_MAGIC && footer.readUInt32LE(4) === FOOTER_SIZE - 8
     && Number(footer.readBigUInt64LE(8)) === loc.offset && Number(footer.readBigUInt64LE(16)) === loc.length
     && Number(footer.readBigUInt64LE(24)) === loc.uncompressedLength && footer.subarray(40).equals(FOOTER_MAGIC);
-  if (!ok) throw new OperationError(`${what}: the zstd:chunked footer does not agree with the manifest's TOC position`);
+  if (!ok) throw new OperationError(`${what}: the zstd:chunked footer does not agree with the manifest's TOC position`, { located: true });
 }
 
 const TYPES = new Set(['reg', 'dir', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
@@ -116,7 +116,7 @@ const isCount = (v: unknown) => v === undefined || (typeof v === 'number' && Num
 
 function checkEntry(e: TocEntry, what: string): void {
   const bad = (why: string): never => {
-    throw new OperationError(`${what}: zstd:chunked table of contents: entry ${JSON.stringify(String(e?.name)).slice(0, 200)} ${why}`);
+    throw new OperationError(`${what}: zstd:chunked table of contents: entry ${JSON.stringify(String(e?.name)).slice(0, 200)} ${why}`, { located: true });
   };
   if (typeof e !== 'object' || e === null || !TYPES.has(e.type)) bad('has an unknown type');
   if (typeof e.name !== 'string' || e.name === '' || e.name.includes('\0')) bad('has no valid name');

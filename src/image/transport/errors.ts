@@ -87,7 +87,7 @@ export function networkError(registry: string, endpoint: string, err: unknown, w
     return new OperationError(messages.plainHttp(registry), { cause: err });
   }
   const t = tries > 1 ? ` after ${tries} tries` : '';
-  return new OperationError(`registry ${registry}: ${what} failed${t}: ${errorText(err)}`, { cause: err });
+  return new OperationError(`registry ${registry}: ${what} failed${t}: ${errorText(err)}`, { located: true, cause: err });
 }
 
 /** What is known of a request the registry answered with a status the caller does not take. */
@@ -115,25 +115,25 @@ export function statusError(f: StatusFailure): OperationError {
   if (f.statusCode === 401) {
     if ((ch?.params.error === 'insufficient_scope' || ch?.scheme === 'bearer') && !cred) {
       return new OperationError(`registry ${registry}: anonymous pull of ${repository} denied and no ` +
-        `credentials were found for it${f.hint}`);
+        `credentials were found for it${f.hint}`, { located: true });
     }
     if (ch?.params.error === 'insufficient_scope' || (ch?.scheme === 'bearer' && hadAuth)) {
       return new OperationError(`registry ${registry}: pull access to ${repository} denied: the token ` +
-        `does not grant 'pull' on it (insufficient scope)${cred ? ` with the credentials from ${cred.source}` : ''}`);
+        `does not grant 'pull' on it (insufficient scope)${cred ? ` with the credentials from ${cred.source}` : ''}`, { located: true });
     }
     if (cred && !hadAuth) {
       return new OperationError(`registry ${registry} wants Basic authentication for ${repository}, but the ` +
-        `credentials from ${cred.source} hold no username and password`);
+        `credentials from ${cred.source} hold no username and password`, { located: true });
     }
     if (cred && hadAuth) {
       return new OperationError(`registry ${registry}: authentication failed for ${repository}: the ` +
-        `credentials from ${cred.source} were rejected`);
+        `credentials from ${cred.source} were rejected`, { located: true });
     }
     return new OperationError(`registry ${registry} requires authentication for ${repository} and no ` +
-      `credentials were found for it${f.hint}`);
+      `credentials were found for it${f.hint}`, { located: true });
   }
   if (f.statusCode === 403) {
-    return new OperationError(`registry ${registry}: access to ${repository} denied (HTTP 403)${d}`);
+    return new OperationError(`registry ${registry}: access to ${repository} denied (HTTP 403)${d}`, { located: true });
   }
-  return new OperationError(`registry ${registry}: ${f.what}: HTTP ${f.statusCode}${d}`);
+  return new OperationError(`registry ${registry}: ${f.what}: HTTP ${f.statusCode}${d}`, { located: true });
 }

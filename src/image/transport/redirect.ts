@@ -30,7 +30,7 @@ export async function followRedirects(t: RedirectTransport, method: string, url:
     if (!REDIRECT_STATUSES.has(res.statusCode) || !location) return res;
     await t.discard(res);
     if (hops >= MAX_REDIRECTS) {
-      throw new OperationError(`registry ${t.registry}: more than ${MAX_REDIRECTS} redirects for ${stripQuery(url)}`);
+      throw new OperationError(`registry ${t.registry}: more than ${MAX_REDIRECTS} redirects for ${stripQuery(url)}`, { located: true });
     }
     current = new URL(location, current).href;
   }
@@ -44,5 +44,5 @@ export async function redirectTargetError(registry: string, res: RegistryRespons
     ? '; its authentication challenge is not answered (credentials go only to the registry and the token realm it announced)'
     : '';
   return new OperationError(`registry ${registry}: ${what}: HTTP ${res.statusCode} from ${host}, where the ` +
-    `registry redirected it${why}`);
+    `registry redirected it${why}`, { located: true });
 }

@@ -48,7 +48,7 @@ export async function withRetries<T>(s: RetryScope, what: string, signal: AbortS
       const transient = err instanceof HttpStatusError || isRetryableError(err);
       if (!transient || n + 1 >= s.policy.attempts) {
         if (err instanceof HttpStatusError) {
-          throw new OperationError(`registry ${s.registry}: ${what} failed with HTTP ${err.statusCode} after ${n + 1} tries`);
+          throw new OperationError(`registry ${s.registry}: ${what} failed with HTTP ${err.statusCode} after ${n + 1} tries`, { located: true });
         }
         throw networkError(s.registry, s.endpoint, err, what, n + 1);
       }

@@ -39,26 +39,26 @@ export interface TokenTransport {
 
 export async function fetchToken(t: TokenTransport, ch: Challenge, scope: string, signal?: AbortSignal): Promise<CachedToken> {
   const realm = ch.params.realm;
-  if (!realm) throw new OperationError(`registry ${t.registry}: Bearer challenge without a realm`);
+  if (!realm) throw new OperationError(`registry ${t.registry}: Bearer challenge without a realm`, { located: true });
   let url: URL;
   try {
     url = new URL(realm);
   } catch {
-    throw new OperationError(`registry ${t.registry}: Bearer challenge with an invalid realm`);
+    throw new OperationError(`registry ${t.registry}: Bearer challenge with an invalid realm`, { located: true });
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new OperationError(`registry ${t.registry}: Bearer challenge with an invalid realm`);
+    throw new OperationError(`registry ${t.registry}: Bearer challenge with an invalid realm`, { located: true });
   }
   const cred = t.credential;
   if (cred && url.protocol === 'http:' && t.viaHttps && !t.insecure) {
     // a registry reached over verified TLS must not have its credentials cross the network in clear text
     throw new OperationError(`registry ${t.registry} is reached over HTTPS but names a plain-HTTP token realm ` +
       `(${url.host}); the credentials from ${cred.source} are not sent unencrypted (insecurePull: true or --insecure ` +
-      `allows it)`);
+      `allows it)`, { located: true });
   }
   const what = `token request to ${url.host}`;
   const tooLarge = () => new OperationError(`registry ${t.registry}: the token server ${url.host} sent a response ` +
-    `larger than ${MAX_TOKEN_RESPONSE_BYTES} bytes`);
+    `larger than ${MAX_TOKEN_RESPONSE_BYTES} bytes`, { located: true });
   const res = await t.withRetries(what, signal, async () => {
     let r: RegistryResponse;
     if (cred?.identityToken) {
@@ -90,7 +90,7 @@ export async function fetchToken(t: TokenTransport, ch: Challenge, scope: string
   }
   if (res.statusCode !== 200) {
     await t.discard(res);
-    throw new OperationError(`registry ${t.registry}: the token server ${url.host} answered HTTP ${res.statusCode}`);
+    throw new OperationError(`registry ${t.registry}: the token server ${url.host} answered HTTP ${res.statusCode}`, { located: true });
   }
   let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
   try {
@@ -98,14 +98,14 @@ export async function fetchToken(t: TokenTransport, ch: Challenge, scope: string
       typeof doc;
   } catch (err) {
     if (err instanceof OperationError) throw err;
-    throw new OperationError(`registry ${t.registry}: the token server ${url.host} sent no JSON token`);
+    throw new OperationError(`registry ${t.registry}: the token server ${url.host} sent no JSON token`, { located: true });
   }
   if (!doc || typeof doc !== 'object') {
-    throw new OperationError(`registry ${t.registry}: the token server ${url.host} sent no JSON token`);
+    throw new OperationError(`registry ${t.registry}: the token server ${url.host} sent no JSON token`, { located: true });
   }
   const value = typeof doc.token === 'string' && doc.token ? doc.token
     : typeof doc.access_token === 'string' ? doc.access_token : '';
-  if (!value) throw new OperationError(`registry ${t.registry}: the token server ${url.host} sent no token`);
+  if (!value) throw new OperationError(`registry ${t.registry}: the token server ${url.host} sent no token`, { located: true });
   // the spec's default lifetime is 60 s; renew a little early so a token never expires mid-request
   const secs = typeof doc.expires_in === 'number' && doc.expires_in > 0 ? doc.expires_in : 60;
   const issued = typeof doc.issued_at === 'string' ? Date.parse(doc.issued_at) : NaN;
