@@ -12,6 +12,10 @@ export const ErrorCodes = {
   usage: 'KMM_USAGE',
   operation: 'KMM_OPERATION',
   interrupted: 'KMM_INTERRUPTED',
+  /** the registry has no such image, tag or repository (HTTP 404, MANIFEST_UNKNOWN, NAME_UNKNOWN) */
+  imageNotFound: 'KMM_IMAGE_NOT_FOUND',
+  /** the registry refused the credentials or their lack (HTTP 401, 403) */
+  registryDenied: 'KMM_REGISTRY_DENIED',
 } as const;
 
 interface KmmErrorOptions {

@@ -4,7 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OperationError } from '../errors.js';
+import { ErrorCodes, OperationError } from '../errors.js';
 import { messages } from '../messages.js';
 import type { Logger } from '../log.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './media-types.js';
@@ -105,7 +105,7 @@ async function* blobChunks(client: Registry, ref: RegistryReference, desc: Descr
     });
     if (res.statusCode === 404) {
       await client.discard(res);
-      throw new OperationError(`image ${ref.name}: ${what} not found on registry ${ref.registry}`, { located: true });
+      throw new OperationError(`image ${ref.name}: ${what} not found on registry ${ref.registry}`, { located: true, code: ErrorCodes.imageNotFound });
     }
     if (res.statusCode === 416) {
       await client.discard(res);

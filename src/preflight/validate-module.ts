@@ -149,8 +149,9 @@ export function failureReason(
 }
 
 /**
- * Classifies a registry error by what the client attached (HTTP status, distribution error code) and, as a
- * fallback, by its message.
+ * Classifies a registry error by what it carries: the registry client's stable codes (KMM_IMAGE_NOT_FOUND,
+ * KMM_REGISTRY_DENIED), an HTTP status or a distribution error code. Only an error of another library, which
+ * carries none of these, is classified by its message.
  */
 export function classifyImageError(err: unknown): 'not-found' | 'denied' | 'other' {
   const e = err as { status?: unknown; statusCode?: unknown; code?: unknown; kind?: unknown } | undefined;

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { classifyImageError, failureReason, ModuleCheckFailure } from '../../src/preflight/validate-module.js';
 import { TaskTimeoutError } from '../../src/preflight/pool.js';
-import { OperationError } from '../../src/errors.js';
+import { ErrorCodes, OperationError } from '../../src/errors.js';
 import type { ResolvedModule } from '../../src/preflight/kernel-mapping.js';
 
 const base: ResolvedModule = {
@@ -20,6 +20,9 @@ t.test('classification of the registry client\'s errors', async (t) => {
   t.equal(classifyImageError(new OperationError('registry r: access to org/kmod denied (HTTP 403)')), 'denied');
   t.equal(classifyImageError(Object.assign(new Error('x'), { status: 404 })), 'not-found');
   t.equal(classifyImageError(new OperationError('registry r: ping /v2/: connect ECONNREFUSED 127.0.0.1:1')), 'other');
+  // the registry client's own errors are told apart by their stable code, whatever their words
+  t.equal(classifyImageError(new OperationError('no words to match', { code: ErrorCodes.imageNotFound })), 'not-found');
+  t.equal(classifyImageError(new OperationError('no words to match', { code: ErrorCodes.registryDenied })), 'denied');
 });
 
 t.test('reasons a user reads', async (t) => {

@@ -4,7 +4,7 @@
  * and the one-line messages a failed request becomes (below HTTP, or a status the caller does not take).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { OperationError } from '../../errors.js';
+import { ErrorCodes, OperationError } from '../../errors.js';
 import { messages } from '../../messages.js';
 import { parseReceivedJson } from '../bounded-json.js';
 import type { Challenge } from '../challenge.js';
@@ -115,25 +115,26 @@ export function statusError(f: StatusFailure): OperationError {
   if (f.statusCode === 401) {
     if ((ch?.params.error === 'insufficient_scope' || ch?.scheme === 'bearer') && !cred) {
       return new OperationError(`registry ${registry}: anonymous pull of ${repository} denied and no ` +
-        `credentials were found for it${f.hint}`, { located: true });
+        `credentials were found for it${f.hint}`, { located: true, code: ErrorCodes.registryDenied });
     }
     if (ch?.params.error === 'insufficient_scope' || (ch?.scheme === 'bearer' && hadAuth)) {
       return new OperationError(`registry ${registry}: pull access to ${repository} denied: the token ` +
-        `does not grant 'pull' on it (insufficient scope)${cred ? ` with the credentials from ${cred.source}` : ''}`, { located: true });
+        `does not grant 'pull' on it (insufficient scope)${cred ? ` with the credentials from ${cred.source}` : ''}`, { located: true, code: ErrorCodes.registryDenied });
     }
     if (cred && !hadAuth) {
       return new OperationError(`registry ${registry} wants Basic authentication for ${repository}, but the ` +
-        `credentials from ${cred.source} hold no username and password`, { located: true });
+        `credentials from ${cred.source} hold no username and password`, { located: true, code: ErrorCodes.registryDenied });
     }
     if (cred && hadAuth) {
       return new OperationError(`registry ${registry}: authentication failed for ${repository}: the ` +
-        `credentials from ${cred.source} were rejected`, { located: true });
+        `credentials from ${cred.source} were rejected`, { located: true, code: ErrorCodes.registryDenied });
     }
     return new OperationError(`registry ${registry} requires authentication for ${repository} and no ` +
-      `credentials were found for it${f.hint}`, { located: true });
+      `credentials were found for it${f.hint}`, { located: true, code: ErrorCodes.registryDenied });
   }
   if (f.statusCode === 403) {
-    return new OperationError(`registry ${registry}: access to ${repository} denied (HTTP 403)${d}`, { located: true });
+    return new OperationError(`registry ${registry}: access to ${repository} denied (HTTP 403)${d}`, { located: true, code: ErrorCodes.registryDenied });
   }
-  return new OperationError(`registry ${registry}: ${f.what}: HTTP ${f.statusCode}${d}`, { located: true });
+  const code = f.statusCode === 404 ? ErrorCodes.imageNotFound : ErrorCodes.operation;
+  return new OperationError(`registry ${registry}: ${f.what}: HTTP ${f.statusCode}${d}`, { located: true, code });
 }
