@@ -9,7 +9,7 @@ import {
 import type { Logger } from '../log.js';
 import { formatPlatform, platformScore, warnOtherPlatform } from './platform.js';
 import type { Descriptor, Platform } from './types.js';
-import { jsonDepth, MAX_JSON_DEPTH } from '../bounded-read.js';
+import { parseReceivedJson } from './bounded-json.js';
 
 export interface ImageManifest {
   kind: 'manifest';
@@ -25,17 +25,6 @@ export interface IndexManifest {
 }
 
 export type Manifest = ImageManifest | IndexManifest;
-
-/**
- * JSON.parse of an image document with its nesting bounded first: a hostile document nested thousands of
- * levels deep gets one clear line instead of a stack overflow somewhere later.
- */
-export function parseImageJson(text: string, what: string): unknown {
-  if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
-    throw new OperationError(`${what} is nested more than ${MAX_JSON_DEPTH} levels deep`);
-  }
-  return JSON.parse(text);
-}
 
 function descriptor(v: unknown, where: string): Descriptor {
   const d = v as Partial<Descriptor> | null;
@@ -53,7 +42,7 @@ function descriptor(v: unknown, where: string): Descriptor {
 export function parseManifest(body: Buffer, contentType: string | undefined, what: string): Manifest {
   let doc: Record<string, unknown>;
   try {
-    doc = parseImageJson(body.toString('utf8'), `${what}: the manifest`) as Record<string, unknown>;
+    doc = parseReceivedJson(body.toString('utf8'), `${what}: the manifest`) as Record<string, unknown>;
   } catch (e) {
     if (e instanceof OperationError) throw e;
     throw new OperationError(`${what}: the manifest is not valid JSON`);
@@ -125,7 +114,7 @@ export function selectPlatform(index: IndexManifest, want: Platform, what: strin
 export function configDiffIds(config: Buffer, layerCount: number, what: string): string[] {
   let ids: unknown;
   try {
-    ids = (parseImageJson(config.toString('utf8'), `${what}: the image config`) as { rootfs?: { diff_ids?: unknown } }).rootfs?.diff_ids;
+    ids = (parseReceivedJson(config.toString('utf8'), `${what}: the image config`) as { rootfs?: { diff_ids?: unknown } }).rootfs?.diff_ids;
   } catch (e) {
     if (e instanceof OperationError) throw e;
     throw new OperationError(`${what}: the image config is not valid JSON`);
@@ -148,7 +137,7 @@ export function once<T>(fn: () => Promise<T>): () => Promise<T> {
 /** The platform an image's config declares. */
 export function configPlatform(config: Buffer): Platform | undefined {
   try {
-    const c = parseImageJson(config.toString('utf8'), 'the image config') as { os?: unknown; architecture?: unknown; variant?: unknown };
+    const c = parseReceivedJson(config.toString('utf8'), 'the image config') as { os?: unknown; architecture?: unknown; variant?: unknown };
     if (typeof c.os !== 'string' || typeof c.architecture !== 'string') return undefined;
     return { os: c.os, architecture: c.architecture, ...(typeof c.variant === 'string' && c.variant ? { variant: c.variant } : {}) };
   } catch {
