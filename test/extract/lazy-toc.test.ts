@@ -4,24 +4,15 @@
  */
 import t from 'tap';
 import crypto from 'node:crypto';
-import zlib from 'node:zlib';
 import { parseToc, tocLocation } from '../../src/image/lazy/zstd-chunked-toc.js';
 import { coalesce } from '../../src/image/lazy/blob-ranges.js';
+import { zstdChunkedToc } from '../helpers/zstd-chunked.js';
 
 const ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd';
 const sha = (b: Buffer) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 
 function tocBytes(entries: unknown[], offset: number) {
-  const json = Buffer.from(JSON.stringify({ version: 1, entries }));
-  const frame = zlib.zstdCompressSync(json);
-  const footer = Buffer.alloc(48);
-  footer.writeUInt32LE(0x184d2a50, 0);
-  footer.writeUInt32LE(40, 4);
-  footer.writeBigUInt64LE(BigInt(offset), 8);
-  footer.writeBigUInt64LE(BigInt(frame.length), 16);
-  footer.writeBigUInt64LE(BigInt(json.length), 24);
-  footer.writeBigUInt64LE(1n, 32);
-  Buffer.from('GnUlInUx').copy(footer, 40);
+  const { json, frame, footer } = zstdChunkedToc({ version: 1, entries }, offset);
   return { frame, footer, json, loc: { offset, length: frame.length, uncompressedLength: json.length, checksum: sha(frame) } };
 }
 
