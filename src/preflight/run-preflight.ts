@@ -111,8 +111,9 @@ export async function runPreflight(ctx: Context, opts: PreflightOptions, deps: P
 
   if (opts.writeStatus) {
     const dryRun = ctx.opts.dryRun;
-    // the Day-1 image is not a Module of the cluster: the status lists the Modules only
-    const moduleStatuses = statuses.filter((s) => !day1 || s.namespace !== day1.namespace || s.name !== day1.name);
+    // the Day-1 image is not a Module of the cluster: the status lists the Modules only (statuses keep the
+    // order of `modules`, where the Day-1 entry is last; a real Module may well live in a namespace "day1")
+    const moduleStatuses = day1 ? statuses.slice(0, -1) : statuses;
     const patch = await cluster!.writePreflightStatus(kube!, opts.writeStatus, moduleStatuses, { signal: ctx.signal, dryRun, ...(kind ? { kind } : {}) });
     const what = { kind: kind?.kind, name: opts.writeStatus };
     if (dryRun) log.info({ ...what, patch }, `dry run: the status patch that would be written to ${kind?.kind} ${opts.writeStatus}`);

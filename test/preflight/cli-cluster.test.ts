@@ -201,6 +201,24 @@ t.test('--module files with --write-status; an empty cluster is a success', asyn
   t.equal(none.stdout, `No Modules to validate for kernel ${K}.\n`);
 });
 
+t.test('--write-status with a Day-1 image: its row is printed, never written; a Module in namespace day1 still is', async (t) => {
+  const { api, env } = await cluster();
+  t.teardown(() => api.close());
+  const file = await writeYaml(path.join(work, 'day1-ns.yaml'), [
+    // the same namespace/name as the Day-1 row: a real Module, which must reach the status
+    moduleCR('kmm_ci_a', { kernelMappings: [{ regexp: '.', containerImage: `${pub.host}/kmod/good:\${KERNEL_FULL_VERSION}` }] }, { namespace: 'day1' }),
+  ]);
+  const r = await runCli(['preflight', '--module', file, '--write-status', 'pf', '--json',
+    '--day1-image', `${pub.host}/day1/absent`, '--day1-module', 'kmm_ci_a'], env);
+  t.equal(r.code, 1, 'the Day-1 image is missing');
+  const printed = (JSON.parse(r.stdout) as { modules: { namespace: string; name: string; verificationStatus: string }[] }).modules;
+  t.same(printed.map((m) => [m.namespace, m.name, m.verificationStatus]), [['day1', 'kmm_ci_a', 'Success'], ['day1', 'kmm_ci_a', 'Failure']]);
+  const written = api.objects('preflightvalidationsocp', PVO)[0]!.status.modules
+    .filter((m: { namespace: string }) => m.namespace === 'day1')
+    .map((m: { name: string; verificationStatus: string }) => [m.name, m.verificationStatus]);
+  t.same(written, [['kmm_ci_a', 'Success']], 'only the Module is written');
+});
+
 t.test('command-line and cluster mistakes are exit 2 with one clear line', async (t) => {
   const { api, env } = await cluster();
   t.teardown(() => api.close());
