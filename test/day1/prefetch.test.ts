@@ -15,7 +15,7 @@ import { makeHostRoot, type HostRoot } from '../helpers/host-root.js';
 import { recordingModprobeEnv, recordingModprobePath } from '../helpers/recording-modprobe.js';
 import { startRegistry } from '../helpers/registry.js';
 import { buildLayout, pushImage } from '../helpers/images.js';
-import { CLI } from './systemd-root.js';
+import { CLI, recordingReboot } from './systemd-root.js';
 
 const kmods = await ensureTestKmods();
 const running = kmods.kver;
@@ -40,11 +40,8 @@ for (const release of [running, NEXT, BLS_ONLY, OSTREE]) {
 }
 const repo = `${registry.host}/day1/kmod`;
 
-const rebootLog = join(work, 'reboots');
-const rebootScript = join(work, 'reboot-now');
-await writeFile(rebootScript, `#!/bin/sh\necho "$*" >> ${rebootLog}\n`);
-await chmod(rebootScript, 0o755);
-const reboots = async () => (await readFile(rebootLog, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+// The reboot command the pull runs: records its argv, one line per call.
+const { script: rebootScript, reboots } = await recordingReboot(work);
 
 // rpm-ostree as RHCOS prints it (the fields kmm-worker reads), on PATH only for the tests that want it
 const fakeBin = join(work, 'bin');

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { runCli, type CliResult } from '../helpers/run-cli.js';
-import { chmod, cp, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { makeHostRoot, type HostRoot } from '../helpers/host-root.js';
 import { recordedArgv, recordingModprobeEnv, recordingModprobePath } from '../helpers/recording-modprobe.js';
 import { freePort, startRegistry } from '../helpers/registry.js';
 import { buildLayout, pushImage } from '../helpers/images.js';
-import { REPO, parseEnvFile } from './systemd-root.js';
+import { REPO, parseEnvFile, recordingReboot } from './systemd-root.js';
 
 
 const kmods = await ensureTestKmods();
@@ -59,12 +59,8 @@ await pushImage(noModule, registry, `day1/other:${kver}`);
 const repo = `${registry.host}/day1/kmod`;
 
 // The reboot command the pull runs: records its argv, one line per call.
-const rebootLog = join(work, 'reboots');
-const rebootScript = join(work, 'reboot-now');
-await writeFile(rebootScript, `#!/bin/sh\necho "$*" >> ${rebootLog}\n`);
-await chmod(rebootScript, 0o755);
+const { script: rebootScript, reboots } = await recordingReboot(work);
 const rebootCommand = `${rebootScript} --when now`;
-const reboots = async () => (await readFile(rebootLog, 'utf8').catch(() => '')).split('\n').filter(Boolean);
 
 interface Node {
   host: HostRoot;

@@ -4,7 +4,7 @@
  * ExecStart binary being executable) without a running systemd or touching this machine's /usr.
  */
 import { execFile } from 'node:child_process';
-import { chmod, cp, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -81,4 +81,16 @@ export function parseEnvFile(text: string): Record<string, string> {
     env[line.slice(0, eq)] = line.slice(eq + 1);
   }
   return env;
+}
+
+/**
+ * The reboot command a Day-1 pull runs, as a script in `dir` that records its arguments, one line per call;
+ * `reboots()` reads what it recorded.
+ */
+export async function recordingReboot(dir: string): Promise<{ script: string; reboots: () => Promise<string[]> }> {
+  const log = join(dir, 'reboots');
+  const script = join(dir, 'reboot-now');
+  await writeFile(script, `#!/bin/sh\necho "$*" >> ${log}\n`);
+  await chmod(script, 0o755);
+  return { script, reboots: async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean) };
 }
