@@ -6,10 +6,10 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
-import { execa } from 'execa';
 import type { Header } from 'tar-stream';
 import { OperationError, errorMessage, withContext } from '../errors.js';
 import { readTar } from './tar-reader.js';
+import { zstdDecoder, type Decoder } from './zstd-decoder.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
@@ -41,20 +41,6 @@ export function layerCompression(mediaType: string): LayerCompression {
   return kind;
 }
 
-/**
- * The decompression stage of one layer: bytes go into `input`, the uncompressed tar comes out of `output`, and
- * `done` settles when the decoder has finished (rejecting with the decoder's own words when the data is bad).
- */
-interface Decoder {
-  /** undefined: nothing to write to (no decoder, or one that could not start) */
-  input: NodeJS.WritableStream | undefined;
-  /** false: the decoder program could not be started; `done` says why */
-  started: boolean;
-  output: Readable;
-  done: Promise<void>;
-  destroy(): void;
-}
-
 function zlibDecoder(kind: 'gzip'): Decoder {
   // 256 KiB output chunks instead of zlib's 16 KiB: a quarter of the thread-pool round trips and of the tar
   // parser's calls per MiB. Measured on the 540 MiB bench image (oci: layout, tmpfs): 10-25% less wall time
@@ -65,58 +51,21 @@ function zlibDecoder(kind: 'gzip'): Decoder {
     throw describe(kind, err);
   });
   done.catch(() => undefined);
-  return { input: z, output: z, started: true, done, destroy: () => z.destroy() };
+  return { input: z, output: z, done, destroy: () => z.destroy() };
 }
 
-/**
- * zstd through the `zstd` program (the reference decoder), streaming through a pipe. Node's zlib zstd decoder
- * stops after the first frame, so a multi-frame layer (pzstd, zstd:chunked) or a skippable frame (RFC 8878
- * §3.1.2) would come out short or empty. The program reads every frame and skips skippable ones, and it
- * decompresses on another core than the JS thread that parses and writes (figures in docs/cache.md).
- */
-function zstdDecoder(): Decoder {
-  const child = execa('zstd', ['-d', '-c', '-q'], {
-    stdin: 'pipe',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    buffer: { stdout: false, stderr: true },
-    encoding: 'buffer',
-    stripFinalNewline: true,
+/** zstd: zlib for the first frame, the `zstd` program for any that follow (zstd-decoder.ts) */
+function zstdLayerDecoder(): Decoder {
+  const d = zstdDecoder();
+  const done = d.done.catch((err: unknown) => {
+    throw describe('zstd', err);
   });
-  const output = child.stdout as Readable;
-  const input = child.stdin as NodeJS.WritableStream & { on(e: 'error', f: () => void): unknown };
-  // a decoder that quits early (bad data) closes its stdin: the EPIPE is reported through the exit status
-  input.on('error', () => undefined);
-  output.on('error', () => undefined);
-  let destroyed = false;
-  const done = child.then(
-    () => undefined,
-    (err: { code?: string; stderr?: Uint8Array; exitCode?: number; signal?: string; shortMessage?: string }) => {
-      if (err.code === 'ENOENT') {
-        throw new OperationError('cannot read a tar+zstd layer: the zstd program is not installed (install the zstd package)');
-      }
-      if (destroyed) throw new OperationError('zstd decoder stopped');
-      const said = Buffer.from(err.stderr ?? []).toString('utf8').trim().split('\n').pop()?.replace(/^zstd: (\/\*stdin\*\\: )?/, '');
-      throw describe('zstd', new Error(said || err.shortMessage || `zstd exited with ${err.exitCode ?? err.signal}`));
-    },
-  );
   done.catch(() => undefined);
-  return {
-    // a program that could not start (no pid) gets no input: execa's verdict (ENOENT) would wait for the pipe
-    input: child.pid === undefined ? undefined : input,
-    started: child.pid !== undefined,
-    output,
-    done,
-    destroy: () => {
-      destroyed = true;
-      child.kill();
-      output.destroy();
-    },
-  };
+  return { ...d, done };
 }
 
 function plainDecoder(blob: Readable): Decoder {
-  return { input: undefined, output: blob, started: true, done: Promise.resolve(), destroy: () => undefined };
+  return { input: undefined, output: blob, done: Promise.resolve(), destroy: () => undefined };
 }
 
 function describe(kind: LayerCompression, err: unknown): Error {
@@ -217,7 +166,7 @@ async function* entriesOf<S>(
   const signal = opts.signal;
   signal?.throwIfAborted();
 
-  const decoder = kind === 'gzip' ? zlibDecoder(kind) : kind === 'zstd' ? zstdDecoder() : plainDecoder(blob);
+  const decoder = kind === 'gzip' ? zlibDecoder(kind) : kind === 'zstd' ? zstdLayerDecoder() : plainDecoder(blob);
   const source = decoder.output;
   // The DiffID covers every uncompressed byte, the padding after the tar's end-of-archive marker included
   // (the tar reader drains the stream past the marker through this same iterable).
@@ -264,7 +213,6 @@ async function* entriesOf<S>(
   let current: (() => void) | undefined;
   let completed = false;
   try {
-    if (!decoder.started) await decoder.done;
     // our own tar reader, not tar-stream: see tar-reader.ts for the differentials it closes
     const it = readTar(hashed());
     for (;;) {
