@@ -29,23 +29,43 @@ function handle(): GcFn | undefined {
   return gc;
 }
 
+export interface BufferReclaimer {
+  /** a chunk of `bytes` was streamed */
+  streamed(bytes: number): void;
+  /** a tar entry was read */
+  entry(): void;
+}
+
 /**
- * Returns a function to call with each chunk's size; it collects young garbage every `everyBytes`, and all
- * garbage every `fullEveryBytes`.
+ * Collects young garbage every `everyBytes` streamed, and all garbage every `fullEveryBytes` streamed or every
+ * `fullEveryEntries` tar entries. Per entry, the tar reader, the extractor and their promises leave objects that
+ * live across an await or two and so reach the old generation: a layer of 10^5 empty files grew the heap to
+ * 41 MiB and the peak RSS to 121-124 MiB (tmpfs, where files are made fastest). A full collection every 5,000
+ * entries held it at 88-91 MiB, for 0.1-0.2 s more on that layer (2,000: 85 MiB, 1 s more; 10,000: 101 MiB).
  */
-export function bufferReclaimer(everyBytes = 8 * 1024 * 1024, fullEveryBytes = 64 * 1024 * 1024): (bytes: number) => void {
+export function bufferReclaimer(everyBytes = 8 * 1024 * 1024, fullEveryBytes = 64 * 1024 * 1024, fullEveryEntries = 5000)
+  : BufferReclaimer {
   const collect = handle();
-  if (!collect) return () => undefined;
+  if (!collect) return { streamed: () => undefined, entry: () => undefined };
   let since = 0;
   let sinceFull = 0;
-  return (bytes) => {
-    since += bytes;
-    if (since < everyBytes) return;
-    sinceFull += since;
-    since = 0;
-    if (sinceFull >= fullEveryBytes) {
-      sinceFull = 0;
-      collect({ type: 'major' });
-    } else collect({ type: 'minor' });
+  let entries = 0;
+  const full = () => {
+    sinceFull = 0;
+    entries = 0;
+    collect({ type: 'major' });
+  };
+  return {
+    streamed(bytes) {
+      since += bytes;
+      if (since < everyBytes) return;
+      sinceFull += since;
+      since = 0;
+      if (sinceFull >= fullEveryBytes) full();
+      else collect({ type: 'minor' });
+    },
+    entry() {
+      if (++entries >= fullEveryEntries) full();
+    },
   };
 }

@@ -3,7 +3,7 @@
  * decompression and the tar parser into a root directory, applying layer semantics and the selection.
  * A blob that fails verification makes the whole extraction fail; the caller throws the root away.
  */
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, opendir } from 'node:fs/promises';
 import type { ResolvedImage } from '../image/types.js';
 import type { Logger } from '../log.js';
 import { applyLayer } from './apply-layer.js';
@@ -65,6 +65,7 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
   const lazyLayers: LazyLayerRecord[] = [];
   const fallbacks = new Set<string>();
   const onPath = (p: string) => {
+    reclaim.entry();
     const m = KERNEL_DIR.exec(p);
     if (!m) return;
     const dirs = (kernels[m[2]!] ??= []);
@@ -76,7 +77,7 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
       opts.signal?.throwIfAborted();
       const started = Date.now();
       // a selective pull of a zstd:chunked layer fetches only the selected files (lazy-layer.ts)
-      const lazy = opts.selection === 'all' ? undefined : await lazyLayer(image, i, filter, { ...opts, onChunk: reclaim }, fallbacks);
+      const lazy = opts.selection === 'all' ? undefined : await lazyLayer(image, i, filter, { ...opts, onChunk: reclaim.streamed }, fallbacks);
       let received = 0;
       const progress = { index: i + 1, count, digest: layer.digest, received: 0, size: layer.size, before: downloaded, total };
       let entries;
@@ -85,7 +86,7 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
         const { blob, mediaType, read } = await openImageLayer(image, i, { signal: opts.signal });
         blob.on('data', (chunk: Buffer) => {
           received += chunk.length;
-          reclaim(chunk.length);
+          reclaim.streamed(chunk.length);
           if (opts.onProgress) {
             progress.received = received;
             opts.onProgress(progress);
@@ -132,13 +133,16 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
   return { ...totals, downloaded, kernels, ...(lazyLayers.length ? { lazyLayers } : {}) };
 }
 
-/** Regular files and their bytes under a directory, not following symlinks. */
+/**
+ * Regular files and their bytes under a directory, not following symlinks. A directory is read as a stream
+ * (opendir), not as one array: a layer of 10^5 files in one directory made that array the pull's peak memory.
+ */
 export async function treeTotals(dir: string): Promise<{ files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
   const seen = new Set<string>();
   const walk = async (d: string): Promise<void> => {
-    for (const ent of await readdir(d, { withFileTypes: true })) {
+    for await (const ent of await opendir(d)) {
       const p = `${d}/${ent.name}`;
       if (ent.isDirectory()) await walk(p);
       else if (ent.isFile()) {
