@@ -19,6 +19,15 @@ export const PULL_RESTART_SEC = '1min';
 export const PULL_START_LIMIT_BURST = 10;
 export const PULL_START_LIMIT_INTERVAL = '1h';
 
+/**
+ * The memory settings bin/kmm-worker.js applies by starting Node a second time when they are not set (see its
+ * comments). Set by the host units, Day-1 starts Node once per run: one Node start (~35-45 ms) less on every
+ * boot. KMM_WORKER_TUNED names the variables the worker removes again before it runs modprobe.
+ */
+export const TUNING_ENVIRONMENT =
+  'MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=262144 NODE_OPTIONS=--max-semi-space-size=1 ' +
+  'KMM_WORKER_TUNED=MALLOC_ARENA_MAX,MALLOC_MMAP_THRESHOLD_';
+
 /** The environment variables the units read (commander maps each to its `day1` flag). */
 export const DAY1_ENV = {
   image: 'KMM_DAY1_IMAGE',
@@ -49,6 +58,8 @@ export interface UnitCommands {
   pull: string;
   /** a comment line or two saying where the unit came from */
   origin: string;
+  /** `Environment=` of both units (a value in the environment file overrides it: systemd.exec) */
+  environment?: string;
 }
 
 export function renderLoadUnit(c: UnitCommands): string {
@@ -65,6 +76,7 @@ export function renderLoadUnit(c: UnitCommands): string {
     ['Type', 'oneshot'],
     ['RemainAfterExit', 'yes'],
     ['EnvironmentFile', c.envFile],
+    ...(c.environment ? [['Environment', c.environment] as [string, string]] : []),
     // Before the network, an attempt to report Events could only time out.
     ['Environment', 'KMM_REPORT=off'],
     ...(c.loadCondition ?? []).map((cmd): [string, string] => ['ExecCondition', cmd]),
@@ -86,6 +98,7 @@ export function renderPullUnit(c: UnitCommands): string {
   const service: Entries = [
     ['Type', 'oneshot'],
     ['EnvironmentFile', c.envFile],
+    ...(c.environment ? [['Environment', c.environment] as [string, string]] : []),
     ...(c.pullPre ?? []).map((cmd): [string, string] => ['ExecStartPre', cmd]),
     ['ExecStart', c.pull],
     ['TimeoutStartSec', PULL_TIMEOUT],
@@ -103,5 +116,6 @@ export function hostUnitCommands(binary = HOST_BINARY, envFile = HOST_ENV_FILE):
     load: `${binary} day1 load`,
     pull: `${binary} day1 pull`,
     origin: '# Shipped with kmm-worker (systemd/); see docs/day1.md. Settings: the environment file below.',
+    environment: TUNING_ENVIRONMENT,
   };
 }

@@ -1,5 +1,8 @@
 import t from 'tap';
-import { readFile, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import {
   DAY1_ENV,
@@ -74,4 +77,31 @@ t.test('the environment file sets exactly the variables the CLI reads', async (t
   t.notMatch(env[DAY1_ENV.image]!, /:[^/]*$/, 'the example repository has no tag');
   const cli = await readFile(join(REPO, 'src', 'commands', 'day1-command.ts'), 'utf8');
   for (const name of Object.values(DAY1_ENV)) t.ok(cli.includes(`'${name}'`), `commands/day1-command.ts maps ${name} to a flag`);
+});
+
+t.test("with the units' Environment=, kmm-worker starts Node once, and the programs it runs do not get the malloc settings", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'kmm-units-env-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const log = join(dir, 'starts');
+  const hook = join(dir, 'hook.mjs');
+  // runs in every Node process the launcher starts: notes the start, and what the process holds when it ends
+  await writeFile(hook, `import { appendFileSync } from 'node:fs';
+appendFileSync(${JSON.stringify(log)}, 'start ' + (process.env.MALLOC_ARENA_MAX ?? '-') + '\\n');
+process.on('exit', () => appendFileSync(${JSON.stringify(log)}, 'exit ' + (process.env.MALLOC_ARENA_MAX ?? '-') + '\\n'));
+`);
+  const launch = async (env: Record<string, string>) => {
+    await rm(log, { force: true });
+    const options = `${env.NODE_OPTIONS ?? ''} --import=${hook}`.trim();
+    await promisify(execFile)(process.execPath, [join(REPO, 'bin', 'kmm-worker.js'), '--version'], {
+      env: { PATH: process.env.PATH, ...env, NODE_OPTIONS: options },
+    });
+    return (await readFile(log, 'utf8')).trim().split('\n');
+  };
+  for (const unit of [LOAD_UNIT, PULL_UNIT]) {
+    const assigned = parseUnit(await shipped(unit)).Service!.Environment!.flatMap((v) => v.split(' '));
+    const env = Object.fromEntries(assigned.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    t.same(await launch(env), ['start 1', 'exit -'], `${unit}: one Node start with MALLOC_ARENA_MAX=1, removed before modprobe runs`);
+  }
+  // without them the launcher re-executes itself to apply the settings: the check above has teeth
+  t.same(await launch({}), ['start -', 'start 1', 'exit -'], 'without the settings: two starts');
 });
