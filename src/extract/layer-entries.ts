@@ -9,7 +9,8 @@ import * as zlib from 'node:zlib';
 import type { Header } from 'tar-stream';
 import { OperationError, errorMessage, withContext } from '../errors.js';
 import { readTar } from './tar-reader.js';
-import { zstdDecoder, type Decoder } from './zstd-decoder.js';
+import type { Decoder } from './program-decoder.js';
+import { zstdDecoder } from './zstd-decoder.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
@@ -47,18 +48,13 @@ function zlibDecoder(kind: 'gzip'): Decoder {
   // and ~10% less CPU than 64 KiB, at the same peak RSS. Node's gunzip reads every member of a multi-member
   // gzip (pigz, estargz).
   const z = zlib.createGunzip({ chunkSize: 256 * 1024 });
-  const done = finished(z, { writable: false }).catch((err: unknown) => {
-    throw describe(kind, err);
-  });
-  done.catch(() => undefined);
-  return { input: z, output: z, done, destroy: () => z.destroy() };
+  return described(kind, { input: z, output: z, done: finished(z, { writable: false }), destroy: () => z.destroy() });
 }
 
-/** zstd: zlib for the first frame, the `zstd` program for any that follow (zstd-decoder.ts) */
-function zstdLayerDecoder(): Decoder {
-  const d = zstdDecoder();
+/** The decoder's failures as `layer is not a valid tar+<kind> stream: <its words>`. */
+function described(kind: LayerCompression, d: Decoder): Decoder {
   const done = d.done.catch((err: unknown) => {
-    throw describe('zstd', err);
+    throw describe(kind, err);
   });
   done.catch(() => undefined);
   return { ...d, done };
@@ -166,7 +162,7 @@ async function* entriesOf<S>(
   const signal = opts.signal;
   signal?.throwIfAborted();
 
-  const decoder = kind === 'gzip' ? zlibDecoder(kind) : kind === 'zstd' ? zstdLayerDecoder() : plainDecoder(blob);
+  const decoder = kind === 'gzip' ? zlibDecoder(kind) : kind === 'zstd' ? described('zstd', zstdDecoder()) : plainDecoder(blob);
   const source = decoder.output;
   // The DiffID covers every uncompressed byte, the padding after the tar's end-of-archive marker included
   // (the tar reader drains the stream past the marker through this same iterable).

@@ -6,22 +6,10 @@
  * (`bytesWritten`), goes through the `zstd` program. A one-frame layer (skopeo's, podman's plain zstd, buildah's)
  * therefore needs no second process and no pipe copies; figures in docs/cache.md ("The zstd decoder").
  */
-import { PassThrough, Writable, type Readable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { execa } from 'execa';
 import { OperationError } from '../errors.js';
-
-/**
- * The decompression stage of one layer: bytes go into `input`, the uncompressed stream comes out of `output`,
- * and `done` settles when the decoder has finished (rejecting with the decoder's own words when the data is bad).
- */
-export interface Decoder {
-  /** undefined: nothing to write to (no decoder) */
-  input: NodeJS.WritableStream | undefined;
-  output: Readable;
-  done: Promise<void>;
-  destroy(): void;
-}
+import { programDecoder, type Decoder } from './program-decoder.js';
 
 const CHUNK = 256 * 1024;
 
@@ -135,7 +123,6 @@ export function zstdDecoder(): Decoder {
       destroyed = true;
       z.destroy();
       rest?.kill();
-      output.destroy();
       fail(new OperationError('zstd decoder stopped'));
     },
   };
@@ -155,36 +142,25 @@ function frameDecoded(z: zlib.ZstdDecompress): boolean {
  * its output is appended to `output`, which it ends.
  */
 function restDecoder(output: PassThrough, resolve: () => void, fail: (err: unknown) => void) {
-  const child = execa('zstd', ['-d', '-c', '-q'], {
-    stdin: 'pipe',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    buffer: { stdout: false, stderr: true },
-    encoding: 'buffer',
-    stripFinalNewline: true,
-  });
-  const stdin = child.stdin!;
-  const stdout = child.stdout!;
-  // a decoder that quits early (bad data) closes its stdin: the EPIPE is reported through the exit status
-  stdin.on('error', () => undefined);
-  stdout.on('error', () => undefined);
+  const program = programDecoder('zstd', ['-d', '-c', '-q']);
+  if (!program) {
+    fail(new OperationError('cannot read a tar+zstd layer of several frames: the zstd program is not installed (install the zstd package)'));
+    return { write: (_chunk: Buffer, cb: () => void) => cb(), end: () => undefined, kill: () => undefined };
+  }
+  const stdin = program.input!;
+  const stdout = program.output;
   stdout.pipe(output, { end: false });
   let exited = false;
-  child.then(
+  program.done.then(
     () => {
       exited = true;
       // everything the program wrote is in `output` once its stdout has ended
       if (stdout.readableEnded) end();
       else stdout.once('end', end);
     },
-    (err: { code?: string; stderr?: Uint8Array; exitCode?: number; signal?: string; shortMessage?: string }) => {
+    (err: unknown) => {
       exited = true;
-      if (err.code === 'ENOENT') {
-        fail(new OperationError('cannot read a tar+zstd layer of several frames: the zstd program is not installed (install the zstd package)'));
-        return;
-      }
-      const said = Buffer.from(err.stderr ?? []).toString('utf8').trim().split('\n').pop()?.replace(/^zstd: (\/\*stdin\*\\: )?/, '');
-      fail(new Error(said || err.shortMessage || `zstd exited with ${err.exitCode ?? err.signal}`));
+      fail(err);
     },
   );
   const end = () => {
@@ -193,7 +169,7 @@ function restDecoder(output: PassThrough, resolve: () => void, fail: (err: unkno
   };
   return {
     write(chunk: Buffer, cb: () => void) {
-      if (exited || child.pid === undefined) return cb();
+      if (exited) return cb();
       if (stdin.write(chunk)) cb();
       else stdin.once('drain', cb);
     },
@@ -201,7 +177,7 @@ function restDecoder(output: PassThrough, resolve: () => void, fail: (err: unkno
       stdin.end();
     },
     kill() {
-      child.kill();
+      program.destroy();
     },
   };
 }
