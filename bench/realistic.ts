@@ -7,32 +7,18 @@
  * init container copies the modules out). Counted: the bytes the registry sent for the lazy pull.
  */
 import { execFile } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { randomBytes } from 'node:crypto';
 import type { TestRegistry } from '../test/helpers/registry.js';
 import { pushImage } from '../test/helpers/images.js';
 import { frontServer } from '../test/helpers/fault-proxy.js';
+import { writeData } from './data.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
 export const REAL_KVER = '6.1.0-real';
-
-async function writeData(file: string, bytes: number, texty: boolean): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  const out = createWriteStream(file);
-  for (let done = 0; done < bytes; ) {
-    const n = Math.min(4 * MiB, bytes - done);
-    const chunk = randomBytes(n);
-    // texty: 16 symbols, which deflate and zstd about halve, like binaries and libraries
-    if (texty) for (let i = 0; i < n; i++) chunk[i] = 0x61 + (chunk[i]! & 0x0f);
-    if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
-    done += n;
-  }
-  await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
-}
 
 /** The two layouts (gzip, zstd:chunked) of the realistic image, built once. */
 export async function buildRealistic(cache: string): Promise<{ gzip: string; chunked: string }> {

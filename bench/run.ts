@@ -16,18 +16,18 @@
  * BENCH_RANDOM_MIB / BENCH_TEXTY_MIB shrink the image of a) for a quick run.
  */
 import { execFile, spawn } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { randomBytes } from 'node:crypto';
 import { startRegistry } from '../test/helpers/registry.js';
 import { pushImage } from '../test/helpers/images.js';
 import { prepareCacheHitLoad } from './cache-hit-load.js';
 import { buildRealistic, layoutLayerBytes, pushRealistic, REAL_KVER, selectiveBytes } from './realistic.js';
 import { buildManyFiles, MANY_FILES, podMemoryLimit } from './many-files-cli.js';
+import { writeData } from './data.js';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -45,20 +45,6 @@ const COMPARE = process.env.BENCH_COMPARE;
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
-}
-
-/** Writes `bytes` to a file in 4 MiB chunks; texty = 16 symbols per byte, which deflate halves. */
-async function writeData(file: string, bytes: number, texty: boolean): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  const out = createWriteStream(file);
-  for (let done = 0; done < bytes; ) {
-    const n = Math.min(4 * MiB, bytes - done);
-    let chunk = randomBytes(n);
-    if (texty) for (let i = 0; i < n; i++) chunk[i] = 0x61 + (chunk[i]! & 0x0f);
-    if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
-    done += n;
-  }
-  await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
 }
 
 /** The 3-layer gzip image in an OCI layout (umoci), built once. */
