@@ -2,9 +2,8 @@
  * The kmod tools (modprobe, modinfo, depmod), each behind a tiny interface. modprobe's output is streamed into
  * the log line by line (docs/kmod.md, load step 6); a failure is one line naming the command and modprobe's own complaint.
  */
-import { createInterface } from 'node:readline';
+import { spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { execa } from 'execa';
 import type { Logger } from '../log.js';
 import { OperationError } from '../errors.js';
 
@@ -34,46 +33,57 @@ export function shellQuote(argv: string[]): string {
   return argv.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(' ');
 }
 
-function pipeLines(stream: Readable | null, onLine: (line: string) => void): Promise<void> {
-  if (!stream) return Promise.resolve();
-  return new Promise((resolve) => {
-    const rl = createInterface({ input: stream, crlfDelay: Infinity });
-    rl.on('line', onLine);
-    rl.on('close', resolve);
+/** Calls onLine for every line of a stream (LF or CRLF), the last one even without a newline. */
+function eachLine(stream: Readable, onLine: (line: string) => void): void {
+  stream.setEncoding('utf8');
+  let partial = '';
+  stream.on('data', (text: string) => {
+    const lines = (partial + text).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) onLine(line.endsWith('\r') ? line.slice(0, -1) : line);
+  });
+  stream.on('end', () => {
+    if (partial) onLine(partial);
   });
 }
 
-/** Runs a tool, streaming its output into the log; never throws for a non-zero exit, only for "cannot start". */
+/**
+ * Runs a tool, streaming its output into the log; never throws for a non-zero exit, only for "cannot start".
+ * node:child_process rather than execa here: this is the path of every cache-hit load, and execa's import and
+ * per-call option handling were ~25 ms of a ~190 ms load (docs/cache.md, "Cold start").
+ */
 export async function runTool(
   bin: string,
   args: string[],
   opts: { log: Logger; tool: string; signal?: AbortSignal; quiet?: boolean; level?: 'info' | 'debug' },
 ): Promise<CommandResult> {
   const lines: string[] = [];
-  const sub = execa(bin, args, {
-    reject: false,
-    stdin: 'ignore',
-    buffer: false,
-    ...(opts.signal ? { cancelSignal: opts.signal } : {}),
-    env: { LC_ALL: 'C' },
-  });
   const onLine = (stream: string) => (line: string) => {
     lines.push(line);
     if (!opts.quiet) opts.log[opts.level ?? 'info']({ tool: opts.tool, stream }, line);
   };
-  const [, , result] = await Promise.all([
-    pipeLines(sub.stdout, onLine('stdout')),
-    pipeLines(sub.stderr, onLine('stderr')),
-    sub,
-  ]);
-  if (result.exitCode === undefined) {
-    const code = (result.cause as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'ENOENT') throw new OperationError(`${opts.tool}: cannot run '${bin}': not found`);
-    if (result.isCanceled) throw new OperationError(`${opts.tool} was interrupted`);
-    if (result.signal) return { exitCode: 128, lines: [...lines, `killed by ${result.signal}`] };
-    throw new OperationError(`${opts.tool}: cannot run '${bin}': ${(result.shortMessage ?? '').split('\n', 1)[0]}`);
+  const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null } | { error: NodeJS.ErrnoException }>((resolve) => {
+    const sub = spawn(bin, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    eachLine(sub.stdout, onLine('stdout'));
+    eachLine(sub.stderr, onLine('stderr'));
+    sub.once('error', (error: NodeJS.ErrnoException) => {
+      // an abort also arrives here, after the child was sent SIGTERM; 'close' still follows once it is gone
+      if (error.name !== 'AbortError') resolve({ error });
+    });
+    // 'close', not 'exit': every line of both pipes has been read by then
+    sub.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  if ('error' in ended) {
+    if (ended.error.code === 'ENOENT') throw new OperationError(`${opts.tool}: cannot run '${bin}': not found`);
+    throw new OperationError(`${opts.tool}: cannot run '${bin}': ${ended.error.code ?? ended.error.message.split('\n', 1)[0]}`);
   }
-  return { exitCode: result.exitCode, lines };
+  if (opts.signal?.aborted) throw new OperationError(`${opts.tool} was interrupted`);
+  if (ended.signal) return { exitCode: 128, lines: [...lines, `killed by ${ended.signal}`] };
+  return { exitCode: ended.code ?? 128, lines };
 }
 
 function lastMeaningfulLine(lines: string[]): string {

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import zlib from 'node:zlib';
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import { OperationError, oneLine } from '../errors.js';
 import { readModuleElf, ElfFormatError, type ModuleElf } from './elf.js';
 import { readModuleSignature, SignatureFormatError, type ModuleSignature } from './signature.js';
@@ -20,12 +20,28 @@ export interface KoFile {
 async function decompressed(path: string, bytes: Buffer): Promise<Buffer> {
   if (path.endsWith('.gz')) return zlib.gunzipSync(bytes);
   if (path.endsWith('.zst')) return zlib.zstdDecompressSync(bytes);
-  if (path.endsWith('.xz')) {
-    const r = await execa('xz', ['-dc'], { input: bytes, encoding: 'buffer', reject: false, stripFinalNewline: false });
-    if (r.exitCode !== 0) throw new Error(r.failed && r.exitCode === undefined ? 'cannot run xz' : `xz: ${Buffer.from(r.stderr).toString().trim()}`);
-    return Buffer.from(r.stdout);
-  }
+  if (path.endsWith('.xz')) return xzDecompressed(bytes);
   return bytes;
+}
+
+/** `xz -dc` on a pipe (node:child_process, not execa: this runs on the path of every load; see runners.ts). */
+function xzDecompressed(bytes: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const xz = spawn('xz', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    xz.stdout.on('data', (b: Buffer) => out.push(b));
+    xz.stderr.on('data', (b: Buffer) => err.push(b));
+    xz.once('error', () => reject(new Error('cannot run xz')));
+    xz.once('close', (code) => {
+      if (code === 0) resolve(Buffer.concat(out));
+      // xz names itself: "xz: (stdin): Unexpected end of input"
+      else reject(new Error(Buffer.concat(err).toString().trim() || `xz exited with ${code}`));
+    });
+    // xz stops reading at bad input and says why on stderr, which 'close' reports; the EPIPE here adds nothing
+    xz.stdin.on('error', () => {});
+    xz.stdin.end(bytes);
+  });
 }
 
 export async function readKoFile(path: string): Promise<KoFile> {

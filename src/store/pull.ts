@@ -7,7 +7,7 @@ import { lstat, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { OperationError, UsageError, errorMessage } from '../errors.js';
-import { extractImage, type LayerProgress } from '../extract/extract-image.js';
+import type { LayerProgress } from '../extract/extract-image.js';
 import { selectionPrefixes, type KernelSelection, type Selection } from '../extract/selection.js';
 import { DEFAULT_OPERATION_TIMEOUT_MS, withDeadline } from '../image/deadline.js';
 import { formatPlatform, hostPlatform, parsePlatform } from '../image/platform.js';
@@ -238,6 +238,8 @@ async function writeEntry(
     const rootfs = path.join(tmp, 'rootfs');
     await mkdir(rootfs, { mode: 0o755 });
     const started = Date.now();
+    // loaded here, not at the top: a cache hit (every Day-1 boot, every daemon re-check) never extracts
+    const { extractImage } = await import('../extract/extract-image.js');
     const extracted = await extractImage(image, rootfs, {
       selection: opts.selection,
       log: opts.log,

@@ -207,6 +207,18 @@ t.test('the signature and modinfo are read the same from .ko, .ko.xz, .ko.zst an
   }
 });
 
+t.test('a .ko.xz that xz cannot read is one line naming the module and what xz said', async (t) => {
+  const { readKoFile } = await import('../../src/kmod/ko-file.js');
+  const raw = await readFile(debianDummy);
+  const xz = (await execa('xz', ['-c'], { input: raw, encoding: 'buffer' })).stdout as unknown as Buffer;
+  const cut = join(work, 'cut.ko.xz');
+  await writeFile(cut, xz.subarray(0, xz.length >> 1));
+  await t.rejects(readKoFile(cut), { message: `cannot read module ${cut}: xz: (stdin): Unexpected end of input` });
+  const garbage = join(work, 'garbage.ko.xz');
+  await writeFile(garbage, Buffer.alloc(1 << 20, 7)); // larger than a pipe: xz exits before reading it all
+  await t.rejects(readKoFile(garbage), { message: `cannot read module ${garbage}: xz: (stdin): File format not recognized` });
+});
+
 t.test("the kernel's System.map answers for the kernel image; kallsyms only for the rest", async (t) => {
   // kmm_lib_answer is only in kallsyms (kmm_lib loaded); the core symbols only in System.map
   const o = await load(t, { modules: { kmm_user: kmods.ko.kmm_user! }, moduleName: 'kmm_user', kallsyms: ['kmm_lib_answer\t[kmm_lib]'], loaded: ['kmm_lib'], systemMap: ['_stext', ...KERNEL_SYMS] });
