@@ -1,11 +1,13 @@
 /**
  * The cache-hit `kmod load` of the bench (row d): a config whose image is already in the cache, a stub modprobe
- * (bench/stub-modprobe.sh), no network. `prepareCacheHitLoad` builds it once; run this file alone to time it against
- * `node -e 0` (extra arguments go to node, e.g. --cpu-prof):
+ * (bench/stub-modprobe.sh), no network. The image is built as KMM's docs build a kmod image, `depmod -b /opt
+ * <kver>` included, so the load finds modules.dep and runs no depmod; `{ modulesDep: false }` builds one without
+ * it (then every load copies the kmods to a scratch dir and runs depmod there). `prepareCacheHitLoad` builds it
+ * once; run this file alone to time it against `node -e 0` (extra arguments go to node, e.g. --cpu-prof):
  *   node --experimental-transform-types --import ./scripts/ts-resolve.mjs bench/cache-hit-load.ts [node flags]
  */
 import { execFile } from 'node:child_process';
-import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile, mkdtemp, rm, copyFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,17 +26,33 @@ export interface CacheHitLoad {
   /** argv of the unload that puts the host back before the next load */
   unload: string[];
   env: NodeJS.ProcessEnv;
+  /** what the load hands to its programs (for row d)'s floors): `<config> <modprobe> <dir> <module> <ko>` */
+  programArgs: string[];
   cleanup(): Promise<void>;
 }
 
-export async function prepareCacheHitLoad(work: string): Promise<CacheHitLoad> {
+/** The files of `/opt/lib/modules/<kver>` of a kmod image holding `ko`, with depmod's index when `modulesDep`. */
+async function kmodImageFiles(ko: string, kver: string, modulesDep: boolean, work: string): Promise<Record<string, Buffer>> {
+  const root = await mkdtemp(path.join(work, 'depmod-'));
+  const dir = path.join(root, 'lib', 'modules', kver);
+  await mkdir(dir, { recursive: true });
+  await copyFile(ko, path.join(dir, path.basename(ko)));
+  if (modulesDep) await run('depmod', ['-b', root, kver]);
+  const files: Record<string, Buffer> = {};
+  for (const name of await readdir(dir)) files[`opt/lib/modules/${kver}/${name}`] = await readFile(path.join(dir, name));
+  await rm(root, { recursive: true, force: true });
+  return files;
+}
+
+export async function prepareCacheHitLoad(work: string, opts: { modulesDep?: boolean } = {}): Promise<CacheHitLoad> {
   const { ensureTestKmods } = await import('../test/kmods/kmods.js');
   const k = await ensureTestKmods();
   const mod = Object.keys(k.ko).find((n) => n.includes('hello')) ?? Object.keys(k.ko)[0]!;
+  await mkdir(work, { recursive: true });
   const img = await buildLayout({
     dir: path.join(work, 'load-layout'),
     tag: 'v1',
-    layers: [{ [`opt/lib/modules/${k.kver}/${path.basename(k.ko[mod]!)}`]: await readFile(k.ko[mod]!) }],
+    layers: [await kmodImageFiles(k.ko[mod]!, k.kver, opts.modulesDep ?? true, work)],
   });
   const host = await makeHostRoot({ kver: k.kver });
   const config = path.join(work, 'config.yaml');
@@ -46,7 +64,10 @@ export async function prepareCacheHitLoad(work: string): Promise<CacheHitLoad> {
   const unload = [CLI, 'kmod', 'unload', ...common];
   await run(process.execPath, load, { env: { ...process.env, ...env } }); // fills the cache
   await run(process.execPath, unload, { env: { ...process.env, ...env } });
-  return { load, unload, env, cleanup: () => host.cleanup() };
+  const entries = path.join(work, 'load-images', 'entries');
+  const dir = path.join(entries, (await readdir(entries))[0]!, 'rootfs', 'opt');
+  const programArgs = [config, STUB, dir, mod, path.join(dir, 'lib', 'modules', k.kver, path.basename(k.ko[mod]!))];
+  return { load, unload, env, programArgs, cleanup: () => host.cleanup() };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

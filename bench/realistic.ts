@@ -65,11 +65,16 @@ export async function pushRealistic(layouts: { gzip: string; chunked: string }, 
 }
 
 /** Compressed layer bytes of the layout's image. */
-export async function layoutLayerBytes(layout: string): Promise<number> {
+/** The layer blobs of a layout's one image: their files and sizes. */
+export async function layoutLayers(layout: string): Promise<{ file: string; size: number }[]> {
+  const blob = (digest: string) => path.join(layout, 'blobs/sha256', digest.slice('sha256:'.length));
   const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
-  const m = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as
-    { layers: { size: number }[] };
-  return m.layers.reduce((n, l) => n + l.size, 0);
+  const m = JSON.parse(await readFile(blob(index.manifests[0]!.digest), 'utf8')) as { layers: { digest: string; size: number }[] };
+  return m.layers.map((l) => ({ file: blob(l.digest), size: l.size }));
+}
+
+export async function layoutLayerBytes(layout: string): Promise<number> {
+  return (await layoutLayers(layout)).reduce((n, l) => n + l.size, 0);
 }
 
 /**

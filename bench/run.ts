@@ -6,8 +6,10 @@
  *      `skopeo copy` + `umoci raw unpack`; `image pull --kernel` is timed too;
  *   b) / c) a realistic kmod image (bench/realistic.ts): `image pull --kernel K --firmware-dir /firmware` from
  *      its gzip image and its podman zstd:chunked twin (lazy pull) against skopeo+umoci, and the bytes the
- *      registry sent for the lazy pull against the image's layer bytes;
- *   d) a cache-hit `kmod load` with a stub modprobe against `node -e 0` (bench/cache-hit-load.ts);
+ *      registry sent for the lazy pull against the image's layer bytes; the floor of a gzip selective pull
+ *      (inflating its layers and nothing else, bench/floor/inflate-only.mjs and pigz);
+ *   d) a cache-hit `kmod load` with a stub modprobe against `node -e 0` (bench/cache-hit-load.ts), and its floors
+ *      (bench/floor/: Node running only the load's programs, then with commander, pino and yaml loaded);
  *   e) the peak RSS of every kmm-worker run (/usr/bin/time), and of `image pull --all` of a 10^5-file layer
  *      through the real CLI (issue 14 F9, bench/many-files-cli.ts).
  * Images are built once into .cache/bench/. The table is printed as markdown; raw figures go to
@@ -24,8 +26,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startRegistry } from '../test/helpers/registry.js';
 import { pushImage } from '../test/helpers/images.js';
-import { prepareCacheHitLoad } from './cache-hit-load.js';
-import { buildRealistic, layoutLayerBytes, pushRealistic, REAL_KVER, selectiveBytes } from './realistic.js';
+import { prepareCacheHitLoad, type CacheHitLoad } from './cache-hit-load.js';
+import { buildRealistic, layoutLayerBytes, layoutLayers, pushRealistic, REAL_KVER, selectiveBytes } from './realistic.js';
 import { buildManyFiles, MANY_FILES, podMemoryLimit } from './many-files-cli.js';
 import { writeData } from './data.js';
 
@@ -125,7 +127,9 @@ async function main() {
       sizes[v.name] = manifest.layers.reduce((n, l) => n + l.size, 0);
       results[v.name] = { agent: [], agentSelected: [], curl: [], verifying: [], skopeoUmoci: [], compare: [] };
     }
-    const realRows: Record<string, Timed[]> = { gzip: [], chunked: [], skopeoUmoci: [] };
+    const realRows: Record<string, Timed[]> = { gzip: [], chunked: [], skopeoUmoci: [], nodeInflate: [], pigzInflate: [] };
+    // b)'s floors read the gzip image's layer files from its layout (no registry)
+    const realGzipLayers = real ? (await layoutLayers(real.gzip)).map((l) => l.file) : [];
     const pull = (ref: string, args: string[], d: string, cli = CLI) =>
       timed(process.execPath, [cli, 'image', 'pull', ref, ...args, '--images-dir', d, '--json', '--log-level', 'warn'], { rss: true });
     // every row once per round, interleaved, each into a fresh directory
@@ -171,6 +175,8 @@ async function main() {
           await rm(d, { recursive: true, force: true });
         }
         realRows.skopeoUmoci!.push(await skopeoUmoci(`${reg.host}/real:gzip`, work));
+        realRows.nodeInflate!.push(await timed(process.execPath, [path.join(ROOT, 'bench', 'floor', 'inflate-only.mjs'), ...realGzipLayers]));
+        realRows.pigzInflate!.push(await timed('bash', ['-c', realGzipLayers.map((f) => `pigz -dc < ${f} > /dev/null`).join(' && ')]));
       }
     }
 
@@ -224,6 +230,7 @@ async function main() {
         row(`a') gzip ${mib} MiB, \`image pull --all\` vs \`curl | gzip -dc | tar -x\``, fmt(agent), fmt(med(r.curl!)), agent / med(r.curl!), 1.0);
         row('a\') gzip, the same vs `curl | tee >(sha256sum) | gzip -dc | tar -x`', fmt(agent), fmt(med(r.verifying!)), agent / med(r.verifying!), 1.0);
         row('a\') gzip, the same vs `skopeo copy` + `umoci raw unpack`', fmt(agent), fmt(med(r.skopeoUmoci!)), agent / med(r.skopeoUmoci!), 0.5);
+        rows.push(['a\') for reference: `curl | gzip -dc | tar -x` (no digest) vs `skopeo copy` + `umoci raw unpack`', fmt(med(r.curl!)), fmt(med(r.skopeoUmoci!)), `${(med(r.curl!) / med(r.skopeoUmoci!)).toFixed(2)}x`, '', '']);
       }
       if (r.compare!.length) {
         row(`${v.name}: this build vs BENCH_COMPARE, \`image pull --all\``, fmt(agent), fmt(med(r.compare!)), agent / med(r.compare!), 1.0);
@@ -234,13 +241,21 @@ async function main() {
       rss.push(rssOf(realRows.gzip!), rssOf(realRows.chunked!));
       row('b) realistic image (gzip), `image pull --kernel K --firmware-dir /firmware` vs skopeo copy + umoci raw unpack', fmt(med(realRows.gzip!)), fmt(sk), med(realRows.gzip!) / sk, 0.25);
       row('b) the same from its zstd:chunked twin (lazy pull) vs skopeo copy + umoci raw unpack (gzip)', fmt(med(realRows.chunked!)), fmt(sk), med(realRows.chunked!) / sk, 0.25);
+      for (const [measure, xs] of [
+        ['b) floor (gzip): only inflating its layers, from disk (no download, digest or tar), with Node\'s zlib (bench/floor/inflate-only.mjs)', realRows.nodeInflate!],
+        ['b) floor (gzip): the same with `pigz -dc > /dev/null`', realRows.pigzInflate!],
+      ] as const) rows.push([measure, fmt(med(xs)), fmt(sk), `${(med(xs) / sk).toFixed(2)}x`, '', '']);
       row('c) lazy pull (zstd:chunked): bytes the registry sent / the image\'s layer bytes', `${(lazyBytes / MiB).toFixed(1)} MiB`, `${(realLayerBytes.chunked / MiB).toFixed(1)} MiB`, lazyBytes / realLayerBytes.chunked, 0.15, '');
       rows.push(['c) for reference: the gzip image (no TOC, read whole)', `${(wholeBytes / MiB).toFixed(1)} MiB`, `${(realLayerBytes.gzip / MiB).toFixed(1)} MiB`, (wholeBytes / realLayerBytes.gzip).toFixed(2), '', '']);
     }
     if (load) {
       rss.push(load.rssMiB);
-      row(`d) cache-hit \`kmod load\` (stub modprobe) vs \`node -e 0\`, medians of ${load.rounds}`, `${load.load.toFixed(0)} ms`, `${load.node.toFixed(0)} ms`, load.load / load.node, 2.0);
+      row(`d) cache-hit \`kmod load\` (stub modprobe; the image built as KMM's docs say, with \`depmod\`) vs \`node -e 0\`, medians of ${load.rounds}`, `${load.load.toFixed(0)} ms`, `${load.node.toFixed(0)} ms`, load.load / load.node, 2.0);
       row('d) the same with the worker image\'s ENV (memory settings preset: no re-execution)', `${load.imageEnv.toFixed(0)} ms`, `${load.node.toFixed(0)} ms`, load.imageEnv / load.node, 2.0);
+      const ref = (measure: string, ms: number) => rows.push([measure, `${ms.toFixed(0)} ms`, `${load.node.toFixed(0)} ms`, `${(ms / load.node).toFixed(2)}x`, '', '']);
+      ref('d) for reference: an image built without `depmod` (every load copies its kmods and runs depmod)', load.noModulesDep);
+      ref('d) floor: a Node program that only runs the load\'s programs (the stub modprobe, modinfo)', load.programsFloor);
+      ref('d) floor: the same after loading and using commander, pino and yaml (bundled, compile cache on)', load.librariesFloor);
     }
     if (manyRun) {
       const m = (manyRun.maxRssKiB ?? 0) / 1024;
@@ -286,24 +301,51 @@ async function skopeoUmoci(ref: string, work: string): Promise<Timed> {
   return { ms };
 }
 
-/** d): a cache-hit `kmod load` (bench/cache-hit-load.ts) against `node -e 0`, interleaved. */
-async function cacheHitLoad(work: string)
-  : Promise<{ load: number; imageEnv: number; node: number; rounds: number; rssMiB: number }> {
-  const h = await prepareCacheHitLoad(path.join(work));
-  const loads: Timed[] = [];
-  const imageEnv: Timed[] = [];
-  const nodes: number[] = [];
+/**
+ * d): a cache-hit `kmod load` (bench/cache-hit-load.ts) against `node -e 0`, interleaved: by hand, with the worker
+ * image's ENV, and (for reference) of an image without modules.dep; and two floors (bench/floor/): a Node program
+ * that only runs the load's programs, and the same after loading commander, pino and yaml.
+ */
+async function cacheHitLoad(work: string) {
+  const h = await prepareCacheHitLoad(path.join(work, 'load'));
+  const noDep = await prepareCacheHitLoad(path.join(work, 'load-no-dep'), { modulesDep: false });
+  const librariesFloor = path.join(work, 'load-programs-libraries.bundle.mjs');
+  await bundleFloor(path.join(ROOT, 'bench', 'floor', 'load-programs-libraries.mjs'), librariesFloor);
+  const compileCache = { NODE_COMPILE_CACHE: path.join(os.tmpdir(), 'node-compile-cache') }; // bin/kmm-worker.js's
+  const [config, ...programs] = h.programArgs;
+  const sample = { loads: [] as Timed[], imageEnv: [] as Timed[], noDep: [] as Timed[], node: [] as Timed[], programs: [] as Timed[], libraries: [] as Timed[] };
   const rounds = 7;
+  const loadOnce = async (c: CacheHitLoad, env: NodeJS.ProcessEnv) => {
+    const t = await timed(process.execPath, c.load, { env: { ...c.env, ...env }, rss: true });
+    await run(process.execPath, c.unload, { env: { ...process.env, ...c.env } });
+    return t;
+  };
+  const floorOnce = async (argv: string[]) => {
+    const t = await timed(process.execPath, argv, { env: { ...h.env, ...compileCache }, rss: true });
+    await run(process.execPath, h.unload, { env: { ...process.env, ...h.env } });
+    return t;
+  };
   for (let i = 0; i < rounds; i++) {
-    loads.push(await timed(process.execPath, h.load, { env: h.env, rss: true }));
-    await run(process.execPath, h.unload, { env: { ...process.env, ...h.env } });
-    imageEnv.push(await timed(process.execPath, h.load, { env: { ...h.env, ...WORKER_IMAGE_ENV }, rss: true }));
-    await run(process.execPath, h.unload, { env: { ...process.env, ...h.env } });
-    nodes.push((await timed(process.execPath, ['-e', '0'], { rss: true })).ms);
+    sample.loads.push(await loadOnce(h, {}));
+    sample.imageEnv.push(await loadOnce(h, WORKER_IMAGE_ENV));
+    sample.noDep.push(await loadOnce(noDep, {}));
+    sample.node.push(await timed(process.execPath, ['-e', '0'], { rss: true }));
+    sample.programs.push(await floorOnce([path.join(ROOT, 'bench', 'floor', 'load-programs.mjs'), ...programs]));
+    sample.libraries.push(await floorOnce([librariesFloor, config!, ...programs]));
   }
   await h.cleanup();
-  return { load: median(loads.map((x) => x.ms)), imageEnv: median(imageEnv.map((x) => x.ms)), node: median(nodes), rounds,
-    rssMiB: Math.max(...[...loads, ...imageEnv].map((x) => x.maxRssKiB ?? 0)) / 1024 };
+  await noDep.cleanup();
+  const med = (xs: Timed[]) => median(xs.map((x) => x.ms));
+  return { load: med(sample.loads), imageEnv: med(sample.imageEnv), noModulesDep: med(sample.noDep), node: med(sample.node),
+    programsFloor: med(sample.programs), librariesFloor: med(sample.libraries), rounds,
+    rssMiB: Math.max(...[...sample.loads, ...sample.imageEnv, ...sample.noDep].map((x) => x.maxRssKiB ?? 0)) / 1024 };
+}
+
+/** Bundles a floor script the way scripts/bundle.mjs bundles the CLI (one ESM file with the packages in it). */
+async function bundleFloor(entry: string, outfile: string): Promise<void> {
+  const { build } = await import('esbuild');
+  await build({ entryPoints: [entry], outfile, bundle: true, format: 'esm', platform: 'node', target: 'node22', logLevel: 'warning',
+    banner: { js: "import { createRequire as __kmmCreateRequire } from 'node:module'; const require = __kmmCreateRequire(import.meta.url);" } });
 }
 
 /** The Containerfile's ENV: the memory settings preset, so bin/kmm-worker.js does not re-execute itself. */
