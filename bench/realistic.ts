@@ -2,7 +2,8 @@
  * Rows b) and c) of `npm run bench`: what a node really does. A realistic kmod image, built once with buildah
  * into .cache/bench/ (three layers: a base OS of ~3,000 files and ~250 MiB, a ~40 MiB tools layer, and a small
  * layer with /opt/lib/modules/<kver> and /firmware), pushed as gzip (buildah's own) and by podman as
- * zstd:chunked. Timed, interleaved per round: `image pull --kernel K --firmware-dir /firmware` from each, and
+ * zstd:chunked, and converted by ctr-remote (stargz-snapshotter) to an eStargz twin at each run. Timed,
+ * interleaved per round: `image pull --kernel K --firmware-dir /firmware` from each, and
  * `skopeo copy` + `umoci raw unpack` of the gzip image (a full pull, what a container runtime does before KMM's
  * init container copies the modules out). Counted: the bytes the registry sent for the lazy pull.
  */
@@ -13,6 +14,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { TestRegistry } from '../test/helpers/registry.js';
 import { pushImage } from '../test/helpers/images.js';
+import { pushEstargz } from '../test/helpers/estargz.js';
 import { frontServer } from '../test/helpers/fault-proxy.js';
 import { writeData } from './data.js';
 
@@ -58,13 +60,16 @@ export async function buildRealistic(cache: string): Promise<{ gzip: string; chu
   return { gzip, chunked };
 }
 
-export async function pushRealistic(layouts: { gzip: string; chunked: string }, reg: TestRegistry): Promise<void> {
+/** Pushes real:gzip, real:chunked and real:estargz; returns the eStargz twin's layer bytes. */
+export async function pushRealistic(layouts: { gzip: string; chunked: string }, reg: TestRegistry): Promise<number> {
   await pushImage(`oci:${layouts.gzip}:v1`, reg, 'real:gzip');
   // as podman wrote it: the zstd:chunked blobs and their TOC annotations, not recompressed
-  await pushImage(`oci:${layouts.chunked}:v1`, reg, 'real:chunked', { compress: 'none' });
+  await pushImage(`oci:${layouts.chunked}:v1`, reg, 'real:chunked', { compress: 'keep' });
+  // the eStargz twin, converted from the gzip image by ctr-remote (Debian's stargz-snapshotter), its defaults
+  const esgz = await pushEstargz(layouts.gzip, 'v1', reg, 'real', { destTag: 'estargz' });
+  return esgz.layers.reduce((n, l) => n + l.size, 0);
 }
 
-/** Compressed layer bytes of the layout's image. */
 /** The layer blobs of a layout's one image: their files and sizes. */
 export async function layoutLayers(layout: string): Promise<{ file: string; size: number }[]> {
   const blob = (digest: string) => path.join(layout, 'blobs/sha256', digest.slice('sha256:'.length));
@@ -73,6 +78,7 @@ export async function layoutLayers(layout: string): Promise<{ file: string; size
   return m.layers.map((l) => ({ file: blob(l.digest), size: l.size }));
 }
 
+/** Compressed layer bytes of the layout's image. */
 export async function layoutLayerBytes(layout: string): Promise<number> {
   return (await layoutLayers(layout)).reduce((n, l) => n + l.size, 0);
 }

@@ -5,7 +5,8 @@
  *      `image pull --all` against `curl | tar` pipelines with and without a sha256sum of each blob, and (gzip)
  *      `skopeo copy` + `umoci raw unpack`; `image pull --kernel` is timed too;
  *   b) / c) a realistic kmod image (bench/realistic.ts): `image pull --kernel K --firmware-dir /firmware` from
- *      its gzip image and its podman zstd:chunked twin (lazy pull) against skopeo+umoci, and the bytes the
+ *      its gzip image, its podman zstd:chunked twin and its ctr-remote eStargz twin (lazy pulls) against
+ *      skopeo+umoci, and the bytes the
  *      registry sent for the lazy pull against the image's layer bytes; the floor of a gzip selective pull
  *      (inflating its layers and nothing else, bench/floor/inflate-only.mjs and pigz);
  *   d) a cache-hit `kmod load` with a stub modprobe against `node -e 0` (bench/cache-hit-load.ts), and its floors
@@ -114,7 +115,7 @@ async function main() {
       { name: 'zstd', tag: 'zstd', decompress: 'zstd -dc' },
     ].filter((v) => !ONLY || v.name === ONLY);
     for (const v of variants) await pushImage(`oci:${layout}:v1`, reg, `bench:${v.tag}`, { format: 'oci', compress: v.name as 'gzip' | 'zstd' });
-    if (real) await pushRealistic(real, reg);
+    const estargzLayerBytes = real ? await pushRealistic(real, reg) : NaN;
 
     const results: Record<string, Record<string, Timed[]>> = {};
     const sizes: Record<string, number> = {};
@@ -127,7 +128,7 @@ async function main() {
       sizes[v.name] = manifest.layers.reduce((n, l) => n + l.size, 0);
       results[v.name] = { agent: [], agentSelected: [], curl: [], verifying: [], skopeoUmoci: [], compare: [] };
     }
-    const realRows: Record<string, Timed[]> = { gzip: [], chunked: [], skopeoUmoci: [], nodeInflate: [], pigzInflate: [] };
+    const realRows: Record<string, Timed[]> = { gzip: [], chunked: [], estargz: [], skopeoUmoci: [], nodeInflate: [], pigzInflate: [] };
     // b)'s floors read the gzip image's layer files from its layout (no registry)
     const realGzipLayers = real ? (await layoutLayers(real.gzip)).map((l) => l.file) : [];
     const pull = (ref: string, args: string[], d: string, cli = CLI) =>
@@ -169,7 +170,7 @@ async function main() {
       }
       if (real) {
         console.error(`realistic image round ${round}/${ROUNDS} ...`);
-        for (const tag of ['gzip', 'chunked']) {
+        for (const tag of ['gzip', 'chunked', 'estargz']) {
           const d = await mkdtemp(path.join(work, 'real-'));
           realRows[tag]!.push(await pull(`${reg.host}/real:${tag}`, ['--kernel', REAL_KVER, '--firmware-dir', '/firmware'], d));
           await rm(d, { recursive: true, force: true });
@@ -182,6 +183,7 @@ async function main() {
 
     // c) the bytes a selective pull makes the registry send, against the image's layer bytes
     const lazyBytes = real ? await selectiveBytes(CLI, reg, 'chunked', work) : NaN;
+    const estargzBytes = real ? await selectiveBytes(CLI, reg, 'estargz', work) : NaN;
     const wholeBytes = real ? await selectiveBytes(CLI, reg, 'gzip', work) : NaN;
     const realLayerBytes = real ? { chunked: await layoutLayerBytes(real.chunked), gzip: await layoutLayerBytes(real.gzip) } : undefined;
 
@@ -225,7 +227,7 @@ async function main() {
       rss.push(rssOf(r.agent!), rssOf(r.agentSelected!));
       if (v.name === 'zstd') {
         row(`a) zstd ${mib} MiB, \`image pull --all\` vs \`curl | tee >(sha256sum) | zstd -dc | tar -x\``, fmt(agent), fmt(med(r.verifying!)), agent / med(r.verifying!), 1.0);
-        row('a) zstd, the same vs `curl | zstd -dc | tar -x` (no digest)', fmt(agent), fmt(med(r.curl!)), agent / med(r.curl!), 1.0);
+        rows.push(['a) for reference: the same vs `curl | zstd -dc | tar -x` (no digest)', fmt(agent), fmt(med(r.curl!)), `${(agent / med(r.curl!)).toFixed(2)}x`, '', '']);
       } else {
         row(`a') gzip ${mib} MiB, \`image pull --all\` vs \`curl | gzip -dc | tar -x\``, fmt(agent), fmt(med(r.curl!)), agent / med(r.curl!), 1.0);
         row('a\') gzip, the same vs `curl | tee >(sha256sum) | gzip -dc | tar -x`', fmt(agent), fmt(med(r.verifying!)), agent / med(r.verifying!), 1.0);
@@ -238,14 +240,16 @@ async function main() {
     }
     if (real && realLayerBytes) {
       const sk = med(realRows.skopeoUmoci!);
-      rss.push(rssOf(realRows.gzip!), rssOf(realRows.chunked!));
+      rss.push(rssOf(realRows.gzip!), rssOf(realRows.chunked!), rssOf(realRows.estargz!));
       row('b) realistic image (gzip), `image pull --kernel K --firmware-dir /firmware` vs skopeo copy + umoci raw unpack', fmt(med(realRows.gzip!)), fmt(sk), med(realRows.gzip!) / sk, 0.25);
       row('b) the same from its zstd:chunked twin (lazy pull) vs skopeo copy + umoci raw unpack (gzip)', fmt(med(realRows.chunked!)), fmt(sk), med(realRows.chunked!) / sk, 0.25);
+      row('b) the same from its eStargz twin (lazy pull; ctr-remote images convert --estargz) vs skopeo copy + umoci raw unpack (gzip)', fmt(med(realRows.estargz!)), fmt(sk), med(realRows.estargz!) / sk, 0.25);
       for (const [measure, xs] of [
         ['b) floor (gzip): only inflating its layers, from disk (no download, digest or tar), with Node\'s zlib (bench/floor/inflate-only.mjs)', realRows.nodeInflate!],
         ['b) floor (gzip): the same with `pigz -dc > /dev/null`', realRows.pigzInflate!],
       ] as const) rows.push([measure, fmt(med(xs)), fmt(sk), `${(med(xs) / sk).toFixed(2)}x`, '', '']);
       row('c) lazy pull (zstd:chunked): bytes the registry sent / the image\'s layer bytes', `${(lazyBytes / MiB).toFixed(1)} MiB`, `${(realLayerBytes.chunked / MiB).toFixed(1)} MiB`, lazyBytes / realLayerBytes.chunked, 0.15, '');
+      row('c) lazy pull (eStargz): bytes the registry sent / the image\'s layer bytes', `${(estargzBytes / MiB).toFixed(1)} MiB`, `${(estargzLayerBytes / MiB).toFixed(1)} MiB`, estargzBytes / estargzLayerBytes, 0.15, '');
       rows.push(['c) for reference: the gzip image (no TOC, read whole)', `${(wholeBytes / MiB).toFixed(1)} MiB`, `${(realLayerBytes.gzip / MiB).toFixed(1)} MiB`, (wholeBytes / realLayerBytes.gzip).toFixed(2), '', '']);
     }
     if (load) {
@@ -281,7 +285,7 @@ async function main() {
     await mkdir(path.join(ROOT, 'bench', 'results'), { recursive: true });
     await writeFile(
       path.join(ROOT, 'bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`),
-      JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, sizes, results, realRows, lazyBytes, wholeBytes,
+      JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, sizes, results, realRows, lazyBytes, estargzBytes, estargzLayerBytes, wholeBytes,
         realLayerBytes, manyRun, manyInPod, load, report }, null, 2),
     );
   } finally {

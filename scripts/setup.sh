@@ -9,6 +9,7 @@ packages=(
   kmod                 # modprobe / modinfo / depmod
   docker-registry      # the real OCI registry the tests start on 127.0.0.1
   skopeo umoci podman buildah pigz   # independent image producers (podman login also writes the auth.json the credential tests read)
+  stargz-snapshotter containerd   # ctr-remote converts to eStargz: an independent producer of eStargz images for the lazy-pull tests
   apache2-utils        # htpasswd for the Basic-auth registry
   openssl              # test CA and certificates
   socat                # guest-to-host forwarding for the VM

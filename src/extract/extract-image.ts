@@ -47,7 +47,7 @@ export interface ExtractResult {
    * (`/`, `/opt`, ...) it appears under. A hint for a selection that found nothing (whiteouts are not applied).
    */
   kernels: Record<string, string[]>;
-  /** layers read lazily (selected files only, each proven against the layer's zstd:chunked TOC) */
+  /** layers read lazily (selected files only, each proven against the layer's zstd:chunked or eStargz TOC) */
   lazyLayers?: LazyLayerRecord[];
 }
 
@@ -76,7 +76,7 @@ export async function extractImage(image: ResolvedImage, target: string, opts: E
     for (const [i, layer] of image.layers.entries()) {
       opts.signal?.throwIfAborted();
       const started = Date.now();
-      // a selective pull of a zstd:chunked layer fetches only the selected files (lazy-layer.ts)
+      // a selective pull of a zstd:chunked or eStargz layer fetches only the selected files (lazy-layer.ts)
       const lazy = opts.selection === 'all' ? undefined : await lazyLayer(image, i, filter, { ...opts, onChunk: reclaim.streamed }, fallbacks);
       let received = 0;
       const progress = { index: i + 1, count, digest: layer.digest, received: 0, size: layer.size, before: downloaded, total };

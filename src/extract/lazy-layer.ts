@@ -1,11 +1,12 @@
 /**
- * A lazy (partial) read of a `zstd:chunked` layer for a selective pull: the layer's table of contents (TOC)
- * says where every file's compressed bytes are, so only the selected files are fetched, with HTTP `Range`
+ * A lazy (partial) read of a `zstd:chunked` or eStargz layer for a selective pull: the layer's table of contents
+ * (TOC) says where every file's compressed bytes are, so only the selected files are fetched, with HTTP `Range`
  * requests (nearby ranges coalesced), instead of the whole blob.
  *
  * What is proven, in place of the blob digest and the DiffID of a full read: the TOC's sha256 equals the
- * `manifest-checksum` annotation of the (digest-verified) manifest, and every file written equals, in size and
- * sha256, the TOC's entry for it (the last bytes of a file are held back until it matched). Entries come out in
+ * annotation of the (digest-verified) manifest (`manifest-checksum`, or eStargz's `toc.digest`), and every file
+ * written equals, in size and sha256, the TOC's entry for it (each chunk its `chunkDigest`, the whole file its
+ * `digest`; the last bytes of a file are held back until it matched). Entries come out in
  * the TOC's order as tar entries, so the extractor applies the same path safety and layer semantics as for a
  * tar stream. Not proven: that the TOC describes the same tree as the layer's tar stream (only a full read can
  * show that); see docs/cache.md.
@@ -16,7 +17,9 @@ import type { Header } from 'tar-stream';
 import { OperationError } from '../errors.js';
 import type { Descriptor, ResolvedImage } from '../image/types.js';
 import { coalesce, RangeReader, type ByteRange } from '../image/lazy/blob-ranges.js';
-import { parseToc, tocLocation, type TocEntry } from '../image/lazy/zstd-chunked-toc.js';
+import { parseToc, tocLocation } from '../image/lazy/zstd-chunked-toc.js';
+import { ESTARGZ_FOOTER_SIZE, estargzTocDigest, estargzTocOffset, parseEstargzToc } from '../image/lazy/estargz-toc.js';
+import { MAX_TOC_BYTES, type Toc, type TocEntry, type TocFormat } from '../image/lazy/toc-entries.js';
 import { classifyEntryPath, cleanEntryPath } from './entry-path.js';
 import type { RawEntryBody } from './layer-entries.js';
 import type { PathFilter } from './selection.js';
@@ -47,41 +50,55 @@ const TAR_TYPES: Record<string, Header['type']> = {
   reg: 'file', dir: 'directory', symlink: 'symlink', hardlink: 'link', char: 'character-device', block: 'block-device', fifo: 'fifo',
 };
 
+/** A piece of a file in the blob: a zstd frame (zstd:chunked) or a gzip member (eStargz). */
+interface Piece extends ByteRange {
+  /** its uncompressed size */
+  size: number;
+  /** sha256 of its uncompressed bytes, when the TOC gives one */
+  digest?: string;
+}
+
 interface FilePlan {
-  /** compressed frames, in file order */
-  frames: ByteRange[];
+  /** compressed pieces, in file order */
+  frames: Piece[];
   size: number;
   digest?: string;
 }
 
 /**
- * Opens layer `index` for a lazy read when it can be: a zstd:chunked layer (TOC annotations) from a source that
- * honours `Range`. Otherwise says why not (`fallback`), and the caller reads the layer whole. A TOC that fails
- * its checksum is an error, not a fallback.
+ * Opens layer `index` for a lazy read when it can be: a zstd:chunked or eStargz layer (its TOC annotation) from a
+ * source that honours `Range`. Otherwise says why not (`fallback`), and the caller reads the layer whole. A TOC
+ * that fails its checksum is an error, not a fallback.
  */
 export async function openLazyLayer(image: ResolvedImage, index: number, filter: PathFilter, what: string,
   opts: { signal?: AbortSignal; onChunk?: (bytes: number) => void } = {}): Promise<LazyOpen> {
   const desc = image.layers[index]!;
-  const loc = tocLocation(desc);
-  if (!loc) return { fallback: 'the layer has no zstd:chunked table of contents' };
+  if (!tocLocation(desc) && !estargzTocDigest(desc)) return { fallback: 'the layer has no zstd:chunked or eStargz table of contents' };
   if (!image.openBlobRange) return { fallback: 'the image source does not read byte ranges' };
-  const tocEnd = desc.size - (loc.offset + loc.length) === FOOTER ? desc.size : loc.offset + loc.length;
-  const answer = await image.openBlobRange(desc, loc.offset, tocEnd, { signal: opts.signal });
-  if (!answer.partial) {
-    answer.cancel();
-    return { fallback: 'the registry ignores Range requests' };
-  }
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of answer.chunks) {
-    n += c.length;
-    if (n > tocEnd - loc.offset) {
+  const fetched = { bytes: 0, requests: 0 };
+  /** the blob's bytes [start, end), or undefined when the registry ignores Range */
+  const fetch = async (start: number, end: number): Promise<Buffer | undefined> => {
+    fetched.requests++;
+    const answer = await image.openBlobRange!(desc, start, end, { signal: opts.signal });
+    if (!answer.partial) {
       answer.cancel();
-      break;
+      return undefined;
     }
-    parts.push(c);
-  }
-  const toc = parseToc(Buffer.concat(parts), loc, what);
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const c of answer.chunks) {
+      n += c.length;
+      if (n > end - start) {
+        answer.cancel();
+        break;
+      }
+      parts.push(c);
+    }
+    fetched.bytes += n;
+    return Buffer.concat(parts);
+  };
+  const toc = await readToc(desc, fetch, what);
+  if (!toc) return { fallback: 'the registry ignores Range requests' };
   const plans = planFiles(toc.entries, filter, desc);
   if (typeof plans === 'string') return { fallback: plans };
   const ranges = [...plans.values()].map((p) => ({ start: p.frames[0]!.start, end: p.frames[p.frames.length - 1]!.end }));
@@ -89,13 +106,34 @@ export async function openLazyLayer(image: ResolvedImage, index: number, filter:
     coalesce(ranges, GAP, MAX_REQUEST), what, opts.onChunk);
   return {
     lazy: {
-      entries: lazyEntries(toc.entries, plans, reader, what),
-      received: () => n + reader.received,
-      requests: () => 1 + reader.requests,
+      entries: lazyEntries(toc, plans, reader, what),
+      received: () => fetched.bytes + reader.received,
+      requests: () => fetched.requests + reader.requests,
       tocChecksum: toc.checksum,
       close: () => reader.close(),
     },
   };
+}
+
+/** Fetches and proves the layer's TOC: zstd:chunked (one request) or eStargz (the footer, then the TOC). */
+async function readToc(desc: Descriptor, fetch: (start: number, end: number) => Promise<Buffer | undefined>, what: string)
+  : Promise<Toc | undefined> {
+  const loc = tocLocation(desc);
+  if (loc) {
+    const tocEnd = desc.size - (loc.offset + loc.length) === FOOTER ? desc.size : loc.offset + loc.length;
+    const bytes = await fetch(loc.offset, tocEnd);
+    return bytes && parseToc(bytes, loc, what);
+  }
+  const digest = estargzTocDigest(desc)!;
+  const footerStart = desc.size - ESTARGZ_FOOTER_SIZE;
+  const footer = await fetch(footerStart, desc.size);
+  if (!footer) return undefined;
+  const tocOffset = estargzTocOffset(footer, desc.size, what);
+  if (footerStart - tocOffset > MAX_TOC_BYTES) {
+    throw new OperationError(`${what}: the eStargz table of contents is over ${MAX_TOC_BYTES} bytes`, { located: true });
+  }
+  const bytes = await fetch(tocOffset, footerStart);
+  return bytes && parseEstargzToc(bytes, digest, tocOffset, what);
 }
 
 /** The files whose bytes the extractor will ask for, by TOC index; a reason to read whole when the TOC is odd. */
@@ -114,29 +152,34 @@ function planFiles(entries: TocEntry[], filter: PathFilter, desc: Descriptor): M
       continue; // the extractor refuses the name itself, with its own message
     }
     if (filter.classify(path) !== 'inside') continue;
-    // the frames of a file: its own, then one per `chunk` entry after it
-    const starts = [e.offset!];
+    // the pieces of a file: its own, then one per `chunk` entry after it
+    const pieces = [e];
     for (let j = i + 1; j < entries.length && entries[j]!.type === 'chunk'; j++) {
       // a hole ('zeros') has no frame to fetch: such files are not planned, the layer is read whole
       if ((entries[j]!.chunkType ?? 'data') !== 'data') return `${e.name} has chunks of type ${entries[j]!.chunkType}`;
-      starts.push(entries[j]!.offset!);
+      pieces.push(entries[j]!);
     }
-    const frames: ByteRange[] = [];
-    for (let k = 0; k < starts.length; k++) {
-      const start = starts[k]!;
-      const end = k + 1 < starts.length ? starts[k + 1]! : e.endOffset!;
-      if (end <= start) return `the table of contents of ${e.name} has chunks out of order`;
-      frames.push({ start, end });
+    const frames: Piece[] = [];
+    for (let k = 0; k < pieces.length; k++) {
+      const p = pieces[k]!;
+      const start = p.offset!;
+      const end = k + 1 < pieces.length ? pieces[k + 1]!.offset! : p.endOffset ?? e.endOffset!;
+      const from = k === 0 ? 0 : p.chunkOffset ?? -1;
+      const to = p.chunkSize ? from + p.chunkSize : k + 1 < pieces.length ? pieces[k + 1]!.chunkOffset ?? -1 : e.size!;
+      if (end <= start || from < 0 || to <= from || to > e.size!) return `the table of contents of ${e.name} has chunks out of order`;
+      frames.push({ start, end, size: to - from, ...(p.chunkDigest ? { digest: p.chunkDigest } : {}) });
     }
-    if (frames[0]!.start < last || e.endOffset! > desc.size) return 'the table of contents is not in blob order';
-    last = e.endOffset!;
-    plans.set(i, { frames, size: e.size!, digest: e.digest });
+    if (frames[0]!.start < last || frames[frames.length - 1]!.end > desc.size) return 'the table of contents is not in blob order';
+    last = frames[frames.length - 1]!.end;
+    if (frames.reduce((n, f) => n + f.size, 0) !== e.size) return `the chunks of ${e.name} do not add up to its size`;
+    plans.set(i, { frames, size: e.size!, ...(e.digest ? { digest: e.digest } : {}) });
   }
   return plans;
 }
 
-async function* lazyEntries(entries: TocEntry[], plans: Map<number, FilePlan>, reader: RangeReader, what: string)
+async function* lazyEntries(toc: Toc, plans: Map<number, FilePlan>, reader: RangeReader, what: string)
   : AsyncGenerator<{ header: Header; stream: RawEntryBody }, void, undefined> {
+  const entries = toc.entries;
   try {
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
@@ -150,7 +193,7 @@ async function* lazyEntries(entries: TocEntry[], plans: Map<number, FilePlan>, r
         uid: 0, gid: 0, uname: '', gname: '', devmajor: 0, devminor: 0, mtime: new Date(0), pax: {},
       };
       const plan = plans.get(i);
-      yield { header, stream: plan ? fileBody(plan, reader, `${what}: file "${e.name}"`) : emptyBody(e, what) };
+      yield { header, stream: plan ? fileBody(plan, reader, toc.format, `${what}: file "${e.name}"`) : emptyBody(e, what) };
     }
   } finally {
     reader.close();
@@ -171,21 +214,40 @@ function emptyBody(e: TocEntry, what: string): RawEntryBody {
 
 const EMPTY_SHA256 = `sha256:${createHash('sha256').digest('hex')}`;
 
-/** The file's bytes, frame by frame, checked against the TOC; the last frame is given only once all matched. */
-function fileBody(plan: FilePlan, reader: RangeReader, what: string): RawEntryBody {
+/**
+ * A piece's bytes. A zstd:chunked frame holds exactly the piece. An eStargz member starts with the piece but may
+ * go on with the tar padding and the next entry's header (the format only fixes where members start), so only
+ * the piece's own bytes are kept.
+ */
+function decompressPiece(bytes: Buffer, piece: Piece, format: TocFormat): Buffer {
+  if (format === 'zstd:chunked') return zlib.zstdDecompressSync(bytes, { maxOutputLength: Math.max(1, piece.size) });
+  return zlib.gunzipSync(bytes, { maxOutputLength: piece.size + TAR_TAIL }).subarray(0, piece.size);
+}
+
+/** what may follow a piece inside its eStargz member: padding and headers (long names, xattrs) of the next entry */
+const TAR_TAIL = 1024 * 1024;
+
+/** The file's bytes, piece by piece, checked against the TOC; the last piece is given only once all matched. */
+function fileBody(plan: FilePlan, reader: RangeReader, format: TocFormat, what: string): RawEntryBody {
   return {
     async *[Symbol.asyncIterator]() {
       const hash = createHash('sha256');
       let size = 0;
       let held: Buffer | undefined;
-      for (const f of plan.frames) {
+      for (const [k, piece] of plan.frames.entries()) {
         const parts: Buffer[] = [];
-        for await (const c of reader.read(f.start, f.end)) parts.push(c);
+        for await (const c of reader.read(piece.start, piece.end)) parts.push(c);
         let out: Buffer;
         try {
-          out = zlib.zstdDecompressSync(Buffer.concat(parts), { maxOutputLength: Math.max(1, plan.size - size) });
+          out = decompressPiece(Buffer.concat(parts), piece, format);
         } catch (err) {
           throw new OperationError(`${what}: its bytes do not decompress as the table of contents says: ${(err as Error).message}`, { located: true });
+        }
+        const pieceDigest = piece.digest && `sha256:${createHash('sha256').update(out).digest('hex')}`;
+        if (out.length !== piece.size || pieceDigest !== piece.digest) {
+          throw new OperationError(`${what} does not match the table of contents: chunk ${k + 1} of ${plan.frames.length} ` +
+            `should be ${piece.size} bytes${piece.digest ? ` with ${piece.digest}` : ''}, got ${out.length} bytes` +
+            `${pieceDigest ? ` with ${pieceDigest}` : ''}`, { located: true });
         }
         hash.update(out);
         size += out.length;
@@ -193,9 +255,9 @@ function fileBody(plan: FilePlan, reader: RangeReader, what: string): RawEntryBo
         held = out;
       }
       const actual = `sha256:${hash.digest('hex')}`;
-      if (size !== plan.size || actual !== plan.digest) {
+      if (size !== plan.size || (plan.digest !== undefined && actual !== plan.digest)) {
         throw new OperationError(`${what} does not match the table of contents: expected ${plan.size} bytes with ` +
-          `${plan.digest}, got ${size} bytes with ${actual}`, { located: true });
+          `${plan.digest ?? 'no file digest'}, got ${size} bytes with ${actual}`, { located: true });
       }
       if (held) yield held;
     },

@@ -49,8 +49,9 @@ function eachLine(stream: Readable, onLine: (line: string) => void): void {
 
 /**
  * Runs a tool, streaming its output into the log; never throws for a non-zero exit, only for "cannot start".
- * node:child_process rather than execa here: this is the path of every cache-hit load, and execa's import and
- * per-call option handling were ~25 ms of a ~190 ms load (docs/cache.md, "Cold start").
+ * node:child_process rather than execa here: this is the path of every cache-hit load, which otherwise imports
+ * execa (~270 KB bundled, a dozen more of Node's own modules) for three short-lived children (docs/cache.md,
+ * "Cold start", round 4).
  */
 export async function runTool(
   bin: string,

@@ -36,7 +36,7 @@ function xzDecompressed(bytes: Buffer): Promise<Buffer> {
     xz.once('close', (code) => {
       if (code === 0) resolve(Buffer.concat(out));
       // xz names itself: "xz: (stdin): Unexpected end of input"
-      else reject(new Error(Buffer.concat(err).toString().trim() || `xz exited with ${code}`));
+      else reject(new Error(Buffer.concat(err).toString().trim() || `xz exited with ${code ?? 'a signal'}`));
     });
     // xz stops reading at bad input and says why on stderr, which 'close' reports; the EPIPE here adds nothing
     xz.stdin.on('error', () => {});

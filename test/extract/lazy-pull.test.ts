@@ -8,16 +8,16 @@
 import t from 'tap';
 import crypto from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { zstdChunkedToc } from '../helpers/zstd-chunked.js';
 import { startRegistry } from '../helpers/registry.js';
-import { frontServer } from '../helpers/fault-proxy.js';
 import { pushImage } from '../helpers/images.js';
-import { cli, fingerprint } from '../store/fixtures.js';
+import { layoutManifest, pushEditedLayout, sha256Of, type LayerDescriptor } from '../helpers/layout-edit.js';
+import { ignoredRangeReadsWhole, lazyPullSetup, selectivePullIsLazy } from '../helpers/lazy-pull-checks.js';
 import { errorLine } from '../image/cli.js';
 
 const run = promisify(execFile);
@@ -57,39 +57,15 @@ await run('podman', [...store, 'push', '-q', '--compression-format', 'zstd:chunk
 // pushed as is (no recompression), annotations and all
 await pushImage(`oci:${layout}:v1`, reg, 'lazy:v1', { compress: 'none' });
 
-interface Layer { digest: string; size: number; mediaType: string; annotations?: Record<string, string> }
-const blobPath = (dir: string, digest: string) => path.join(dir, 'blobs', 'sha256', digest.slice(7));
-const sha = (b: Buffer) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
-async function manifestOf(dir: string): Promise<{ layers: Layer[] } & Record<string, unknown>> {
-  const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
-  return JSON.parse(await readFile(blobPath(dir, index.manifests[0]!.digest), 'utf8'));
-}
-const manifest = await manifestOf(layout);
-const layerBytes = manifest.layers.reduce((n, l) => n + l.size, 0);
+const manifest = await layoutManifest(layout);
 const POS = 'io.containers.zstd-chunked.manifest-position';
 const SUM = 'io.containers.zstd-chunked.manifest-checksum';
-
-/** A copy of the layout with the kmod layer (the last) and its annotations edited, pushed as `tag`. */
-async function variant(tag: string, edit: (blob: Buffer, layer: Layer) => Buffer): Promise<string> {
-  const dir = path.join(work, `variant-${tag}`);
-  await cp(layout, dir, { recursive: true });
-  const doc = await manifestOf(dir);
-  const layer = doc.layers[doc.layers.length - 1]!;
-  const blob = edit(await readFile(blobPath(dir, layer.digest)), layer);
-  await writeFile(blobPath(dir, sha(blob)), blob);
-  Object.assign(layer, { digest: sha(blob), size: blob.length });
-  const top = Buffer.from(JSON.stringify(doc));
-  await writeFile(blobPath(dir, sha(top)), top);
-  await writeFile(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{
-    mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha(top), size: top.length,
-    annotations: { 'org.opencontainers.image.ref.name': 'v1' } }] }));
-  await pushImage(`oci:${dir}:v1`, reg, `lazy:${tag}`, { compress: 'none' });
-  return `${reg.host}/lazy:${tag}`;
-}
+const sha = sha256Of;
+const variant = (tag: string, edit: (blob: Buffer, layer: LayerDescriptor) => Buffer) => pushEditedLayout(layout, reg, 'lazy', tag, edit);
 
 /** Rewrites the layer's TOC (and its footer and annotations) after `edit` changed its entries. */
 function withToc(edit: (toc: { entries: Record<string, unknown>[] }) => void) {
-  return (blob: Buffer, layer: Layer): Buffer => {
+  return (blob: Buffer, layer: LayerDescriptor): Buffer => {
     const [offset, length] = layer.annotations![POS]!.split(':').map(Number) as [number, number];
     const toc = JSON.parse(zlib.zstdDecompressSync(blob.subarray(offset, offset + length)).toString());
     edit(toc);
@@ -100,63 +76,16 @@ function withToc(edit: (toc: { entries: Record<string, unknown>[] }) => void) {
   };
 }
 
-const front = await frontServer(reg.url, () => undefined);
-t.teardown(() => front.close());
-const ignoring = await frontServer(reg.url, () => undefined, '127.0.0.1', { ignoreRange: true });
-t.teardown(() => ignoring.close());
-const selective = ['--kernel', KV, '--firmware-dir', '/firmware/vendor'];
-
-async function pull(host: string, tag: string, args: string[]) {
-  const dir = await mkdtemp(path.join(work, 'images-'));
-  const res = await cli(['image', 'pull', `${host}/lazy:${tag}`, ...args, '--images-dir', dir, '--json', '--insecure']);
-  return { ...res, dir, root: res.code === 0 ? (JSON.parse(res.stdout) as { root: string }).root : '' };
-}
-const infoLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('{'))
-  .map((l) => JSON.parse(l) as { level: number; msg: string; reason?: string });
-const selected = (fp: string[]) => fp.filter((l) => /^(opt\/lib\/modules\/6\.1\.0-lazy\/|firmware\/vendor\/)/.test(l));
+const setup = await lazyPullSetup(t, { reg, work, repo: 'lazy', kver: KV, layers: manifest.layers, tocAnnotation: SUM });
+const { front, pull, selective } = setup;
 
 t.test('the podman image is zstd:chunked, two layers, each with a TOC', async (t) => {
   t.equal(manifest.layers.length, 2);
   for (const l of manifest.layers) t.match(l.annotations?.[SUM], /^sha256:/);
 });
 
-t.test('a selective pull writes exactly the selected files of the full pull, and fetches far fewer bytes', async (t) => {
-  let before = front.bodyBytes();
-  const full = await pull(front.host, 'v1', ['--all']);
-  t.equal(full.code, 0, full.stderr);
-  const fullBytes = front.bodyBytes() - before;
-  t.ok(fullBytes >= layerBytes, `the full pull read every layer (${fullBytes} >= ${layerBytes})`);
-
-  before = front.bodyBytes();
-  const lazy = await pull(front.host, 'v1', selective);
-  t.equal(lazy.code, 0, lazy.stderr);
-  const lazyBytes = front.bodyBytes() - before;
-  const want = selected(await fingerprint(full.root));
-  t.ok(want.some((l) => l.includes('kmm_big.ko')) && want.some((l) => l.includes('fw.bin')), 'the selection is not empty');
-  t.same((await fingerprint(lazy.root)).filter((l) => !l.endsWith('/')), want.filter((l) => !l.endsWith('/')),
-    'the same files, byte for byte');
-  // selected: ~1.3 MB of 4.5 MB of layers (kmm_big.ko, fw.bin and the texts), plus the TOCs and manifests
-  t.comment(`bytes the registry sent: full pull ${fullBytes}, selective lazy pull ${lazyBytes}, layers ${layerBytes}`);
-  t.ok(lazyBytes < layerBytes * 0.5, `bytes sent ${lazyBytes} < half of the layers' ${layerBytes}`);
-  t.notOk(infoLines(lazy.stderr).some((l) => /reading whole layers/.test(l.msg)), 'no fallback line');
-  const meta = JSON.parse(await readFile(path.join(path.dirname(lazy.root), 'meta.json'), 'utf8')) as
-    { lazyLayers?: { digest: string; toc: string }[] };
-  t.same(meta.lazyLayers?.map((l) => [l.digest, l.toc]), manifest.layers.map((l) => [l.digest, l.annotations![SUM]]),
-    'the entry records what proved each layer: its TOC checksum');
-});
-
-t.test('a registry that ignores Range: a whole-layer pull, the same files, one info line', async (t) => {
-  const before = ignoring.bodyBytes();
-  const res = await pull(ignoring.host, 'v1', selective);
-  t.equal(res.code, 0, res.stderr);
-  t.ok(ignoring.bodyBytes() - before >= layerBytes, 'every layer was read whole');
-  const lines = infoLines(res.stderr).filter((l) => /reading whole layers/.test(l.msg));
-  t.equal(lines.length, 1, 'one info line');
-  t.equal(lines[0]?.level, 30);
-  t.equal(lines[0]?.reason, 'the registry ignores Range requests');
-  const lazy = await pull(front.host, 'v1', selective);
-  t.same(await fingerprint(res.root), await fingerprint(lazy.root));
-});
+t.test('a selective pull writes exactly the selected files of the full pull, and fetches far fewer bytes', (t) => selectivePullIsLazy(t, setup));
+t.test('a registry that ignores Range: a whole-layer pull, the same files, one info line', (t) => ignoredRangeReadsWhole(t, setup));
 
 t.test('a TOC whose checksum lies: exit 1, one line, nothing in the cache', async (t) => {
   await variant('toc-lies', (blob, layer) => {

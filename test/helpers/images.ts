@@ -167,7 +167,8 @@ export async function buildIndex(opts: {
 
 export interface PushOptions {
   format?: 'oci' | 'v2s2';
-  compress?: 'gzip' | 'zstd' | 'none';
+  /** 'none': gzip layers pushed decompressed; 'keep': every blob and manifest pushed byte for byte */
+  compress?: 'gzip' | 'zstd' | 'none' | 'keep';
 }
 
 function layoutOf(layoutRef: string | BuiltImage): { dir: string; tag: string } {
@@ -185,6 +186,7 @@ export async function pushImage(layoutRef: string | BuiltImage, registry: TestRe
   opts: PushOptions = {}): Promise<string> {
   const src = layoutOf(layoutRef);
   const compress = opts.compress ?? 'gzip';
+  if (compress === 'keep') return pushLayoutRaw(src.dir, await layoutTag(src.dir, src.tag), registry, repoTag);
   if (compress === 'none') {
     if (opts.format === 'v2s2') throw new Error('pushImage: uncompressed layers are pushed as OCI only');
     const plain = await fs.mkdtemp(path.join(os.tmpdir(), 'kmm-plain-'));

@@ -10,43 +10,18 @@ import { createHash } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { OperationError } from '../../errors.js';
 import type { Descriptor } from '../types.js';
+import { MAX_TOC_BYTES, tocEntries, type Toc } from './toc-entries.js';
 
 /** both spellings: podman 4 writes io.containers.*, later containers/storage io.github.containers.* */
 const PREFIXES = ['io.github.containers.zstd-chunked.', 'io.containers.zstd-chunked.'];
 const FOOTER_SIZE = 48;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 const FOOTER_MAGIC = Buffer.from('GnUlInUx');
-/** a TOC bigger than this (uncompressed) is refused: ~150 bytes per file, so about 400,000 files */
-export const MAX_TOC_BYTES = 64 * 1024 * 1024;
-
 export interface TocLocation {
   offset: number;
   length: number;
   uncompressedLength: number;
   /** sha256:… of the compressed TOC bytes, from the manifest */
-  checksum: string;
-}
-
-export interface TocEntry {
-  type: 'reg' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
-  name: string;
-  linkName?: string;
-  mode?: number;
-  size?: number;
-  digest?: string;
-  /** compressed range of a regular file's data in the blob: [offset, endOffset) */
-  offset?: number;
-  endOffset?: number;
-  /** a `chunk` entry: where in the file its frame's data goes */
-  chunkOffset?: number;
-  chunkSize?: number;
-  /** later containers/storage: 'data' (a zstd frame) or 'zeros' (a hole, no bytes in the blob) */
-  chunkType?: string;
-}
-
-export interface Toc {
-  entries: TocEntry[];
-  /** what proved it: the manifest annotation's sha256 of the TOC */
   checksum: string;
 }
 
@@ -96,12 +71,7 @@ export function parseToc(bytes: Buffer, loc: TocLocation, what: string): Toc {
   } catch (err) {
     throw new OperationError(`${what}: the zstd:chunked table of contents is not JSON: ${(err as Error).message}`, { located: true });
   }
-  const entries = (doc as { entries?: unknown }).entries;
-  if ((doc as { version?: unknown }).version !== 1 || !Array.isArray(entries)) {
-    throw new OperationError(`${what}: the zstd:chunked table of contents is not version 1 with entries`, { located: true });
-  }
-  for (const e of entries as TocEntry[]) checkEntry(e, what);
-  return { entries: entries as TocEntry[], checksum: loc.checksum };
+  return { format: 'zstd:chunked', entries: tocEntries(doc, 'zstd:chunked', what), checksum: loc.checksum };
 }
 
 function checkFooter(footer: Buffer, loc: TocLocation, what: string): void {
@@ -109,24 +79,4 @@ function checkFooter(footer: Buffer, loc: TocLocation, what: string): void {
     && Number(footer.readBigUInt64LE(8)) === loc.offset && Number(footer.readBigUInt64LE(16)) === loc.length
     && Number(footer.readBigUInt64LE(24)) === loc.uncompressedLength && footer.subarray(40).equals(FOOTER_MAGIC);
   if (!ok) throw new OperationError(`${what}: the zstd:chunked footer does not agree with the manifest's TOC position`, { located: true });
-}
-
-const TYPES = new Set(['reg', 'dir', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
-const isCount = (v: unknown) => v === undefined || (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0);
-
-function checkEntry(e: TocEntry, what: string): void {
-  const bad = (why: string): never => {
-    throw new OperationError(`${what}: zstd:chunked table of contents: entry ${JSON.stringify(String(e?.name)).slice(0, 200)} ${why}`, { located: true });
-  };
-  if (typeof e !== 'object' || e === null || !TYPES.has(e.type)) bad('has an unknown type');
-  if (typeof e.name !== 'string' || e.name === '' || e.name.includes('\0')) bad('has no valid name');
-  if (e.linkName !== undefined && typeof e.linkName !== 'string') bad('has a linkName that is not a string');
-  for (const k of ['mode', 'size', 'offset', 'endOffset', 'chunkOffset', 'chunkSize'] as const) {
-    if (!isCount(e[k])) bad(`has a ${k} that is not a count`);
-  }
-  if (e.type === 'reg' && (e.size ?? 0) > 0) {
-    if (typeof e.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(e.digest)) bad('has no sha256 digest');
-    if (e.offset === undefined || e.endOffset === undefined || e.endOffset <= e.offset) bad('has no data range');
-  }
-  if (e.type === 'chunk' && e.offset === undefined) bad('has no offset');
 }
