@@ -7,8 +7,9 @@
  *   b) / c) a realistic kmod image (bench/realistic.ts): `image pull --kernel K --firmware-dir /firmware` from
  *      its gzip image, its podman zstd:chunked twin and its ctr-remote eStargz twin (lazy pulls) against
  *      skopeo+umoci, and the bytes the
- *      registry sent for the lazy pull against the image's layer bytes; the floor of a gzip selective pull
- *      (inflating its layers and nothing else, bench/floor/inflate-only.mjs and pigz);
+ *      registry sent for the lazy pull against the image's layer bytes; the floors of a gzip selective pull
+ *      (inflating its layers from disk, bench/floor/inflate-only.mjs; downloading, both digests and inflating,
+ *      bench/floor/download-verify-inflate.mjs);
  *   d) a cache-hit `kmod load` with a stub modprobe against `node -e 0` (bench/cache-hit-load.ts), and its floors
  *      (bench/floor/: Node running only the load's programs, then with commander, pino and yaml loaded);
  *   e) the peak RSS of every kmm-worker run (/usr/bin/time), and of `image pull --all` of a 10^5-file layer
@@ -128,9 +129,11 @@ async function main() {
       sizes[v.name] = manifest.layers.reduce((n, l) => n + l.size, 0);
       results[v.name] = { agent: [], agentSelected: [], curl: [], verifying: [], skopeoUmoci: [], compare: [] };
     }
-    const realRows: Record<string, Timed[]> = { gzip: [], chunked: [], estargz: [], skopeoUmoci: [], nodeInflate: [], pigzInflate: [] };
-    // b)'s floors read the gzip image's layer files from its layout (no registry)
+    const realRows: Record<string, Timed[]> = { gzip: [], chunked: [], estargz: [], skopeoUmoci: [], nodeInflate: [], verifiedInflate: [] };
+    // b)'s floors: the gzip image's layer files in its layout, and its layer blobs in the registry
     const realGzipLayers = real ? (await layoutLayers(real.gzip)).map((l) => l.file) : [];
+    const realGzipBlobs = real ? (JSON.parse((await run('curl', ['-sf', '-H', 'Accept: application/vnd.oci.image.manifest.v1+json',
+      `${reg.url}/v2/real/manifests/gzip`])).stdout) as { layers: { digest: string }[] }).layers.map((l) => `${reg.url}/v2/real/blobs/${l.digest}`) : [];
     const pull = (ref: string, args: string[], d: string, cli = CLI) =>
       timed(process.execPath, [cli, 'image', 'pull', ref, ...args, '--images-dir', d, '--json', '--log-level', 'warn'], { rss: true });
     // every row once per round, interleaved, each into a fresh directory
@@ -177,7 +180,7 @@ async function main() {
         }
         realRows.skopeoUmoci!.push(await skopeoUmoci(`${reg.host}/real:gzip`, work));
         realRows.nodeInflate!.push(await timed(process.execPath, [path.join(ROOT, 'bench', 'floor', 'inflate-only.mjs'), ...realGzipLayers]));
-        realRows.pigzInflate!.push(await timed('bash', ['-c', realGzipLayers.map((f) => `pigz -dc < ${f} > /dev/null`).join(' && ')]));
+        realRows.verifiedInflate!.push(await timed(process.execPath, [path.join(ROOT, 'bench', 'floor', 'download-verify-inflate.mjs'), ...realGzipBlobs]));
       }
     }
 
@@ -246,7 +249,7 @@ async function main() {
       row('b) the same from its eStargz twin (lazy pull; ctr-remote images convert --estargz) vs skopeo copy + umoci raw unpack (gzip)', fmt(med(realRows.estargz!)), fmt(sk), med(realRows.estargz!) / sk, 0.25);
       for (const [measure, xs] of [
         ['b) floor (gzip): only inflating its layers, from disk (no download, digest or tar), with Node\'s zlib (bench/floor/inflate-only.mjs)', realRows.nodeInflate!],
-        ['b) floor (gzip): the same with `pigz -dc > /dev/null`', realRows.pigzInflate!],
+        ['b) floor (gzip): downloading its layers from the registry, both digests and inflating, nothing else (no tar, no files; bench/floor/download-verify-inflate.mjs)', realRows.verifiedInflate!],
       ] as const) rows.push([measure, fmt(med(xs)), fmt(sk), `${(med(xs) / sk).toFixed(2)}x`, '', '']);
       row('c) lazy pull (zstd:chunked): bytes the registry sent / the image\'s layer bytes', `${(lazyBytes / MiB).toFixed(1)} MiB`, `${(realLayerBytes.chunked / MiB).toFixed(1)} MiB`, lazyBytes / realLayerBytes.chunked, 0.15, '');
       row('c) lazy pull (eStargz): bytes the registry sent / the image\'s layer bytes', `${(estargzBytes / MiB).toFixed(1)} MiB`, `${(estargzLayerBytes / MiB).toFixed(1)} MiB`, estargzBytes / estargzLayerBytes, 0.15, '');
