@@ -6,10 +6,9 @@
  *      `skopeo copy` + `umoci raw unpack`; `image pull --kernel` is timed too;
  *   b) / c) a realistic kmod image (bench/realistic.ts): `image pull --kernel K --firmware-dir /firmware` from
  *      its gzip image, its podman zstd:chunked twin and its ctr-remote eStargz twin (lazy pulls) against
- *      skopeo+umoci, and the bytes the
- *      registry sent for the lazy pull against the image's layer bytes; the floors of a gzip selective pull
- *      (inflating its layers from disk, bench/floor/inflate-only.mjs; downloading, both digests and inflating,
- *      bench/floor/download-verify-inflate.mjs);
+ *      skopeo+umoci, and the bytes the registry sent for the lazy pulls against the images' layer bytes; the
+ *      floors of a gzip selective pull (inflating its layers from disk, bench/floor/inflate-only.mjs;
+ *      downloading, both digests and inflating, bench/floor/download-verify-inflate.mjs);
  *   d) a cache-hit `kmod load` with a stub modprobe against `node -e 0` (bench/cache-hit-load.ts), and its floors
  *      (bench/floor/: Node running only the load's programs, then with commander, pino and yaml loaded);
  *   e) the peak RSS of every kmm-worker run (/usr/bin/time), and of `image pull --all` of a 10^5-file layer
