@@ -9,12 +9,13 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { TestRegistry } from '../test/helpers/registry.js';
 import { pushImage } from '../test/helpers/images.js';
 import { pushEstargz } from '../test/helpers/estargz.js';
+import { blobPath, layoutManifest } from '../test/helpers/layout-edit.js';
 import { frontServer } from '../test/helpers/fault-proxy.js';
 import { writeData } from './data.js';
 
@@ -72,10 +73,7 @@ export async function pushRealistic(layouts: { gzip: string; chunked: string }, 
 
 /** The layer blobs of a layout's one image: their files and sizes. */
 export async function layoutLayers(layout: string): Promise<{ file: string; size: number }[]> {
-  const blob = (digest: string) => path.join(layout, 'blobs/sha256', digest.slice('sha256:'.length));
-  const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
-  const m = JSON.parse(await readFile(blob(index.manifests[0]!.digest), 'utf8')) as { layers: { digest: string; size: number }[] };
-  return m.layers.map((l) => ({ file: blob(l.digest), size: l.size }));
+  return (await layoutManifest(layout)).layers.map((l) => ({ file: blobPath(layout, l.digest), size: l.size }));
 }
 
 /** Compressed layer bytes of the layout's image. */

@@ -60,7 +60,7 @@ interface Piece extends ByteRange {
 
 interface FilePlan {
   /** compressed pieces, in file order */
-  frames: Piece[];
+  pieces: Piece[];
   size: number;
   digest?: string;
 }
@@ -101,7 +101,7 @@ export async function openLazyLayer(image: ResolvedImage, index: number, filter:
   if (!toc) return { fallback: 'the registry ignores Range requests' };
   const plans = planFiles(toc.entries, filter, desc);
   if (typeof plans === 'string') return { fallback: plans };
-  const ranges = [...plans.values()].map((p) => ({ start: p.frames[0]!.start, end: p.frames[p.frames.length - 1]!.end }));
+  const ranges = [...plans.values()].map((p) => ({ start: p.pieces[0]!.start, end: p.pieces[p.pieces.length - 1]!.end }));
   const reader = new RangeReader((s, e) => image.openBlobRange!(desc, s, e, { signal: opts.signal }),
     coalesce(ranges, GAP, MAX_REQUEST), what, opts.onChunk);
   return {
@@ -152,27 +152,27 @@ function planFiles(entries: TocEntry[], filter: PathFilter, desc: Descriptor): M
       continue; // the extractor refuses the name itself, with its own message
     }
     if (filter.classify(path) !== 'inside') continue;
-    // the pieces of a file: its own, then one per `chunk` entry after it
-    const pieces = [e];
+    // the TOC entries of a file's pieces: its own, then one per `chunk` entry after it
+    const parts = [e];
     for (let j = i + 1; j < entries.length && entries[j]!.type === 'chunk'; j++) {
       // a hole ('zeros') has no frame to fetch: such files are not planned, the layer is read whole
       if ((entries[j]!.chunkType ?? 'data') !== 'data') return `${e.name} has chunks of type ${entries[j]!.chunkType}`;
-      pieces.push(entries[j]!);
+      parts.push(entries[j]!);
     }
-    const frames: Piece[] = [];
-    for (let k = 0; k < pieces.length; k++) {
-      const p = pieces[k]!;
+    const pieces: Piece[] = [];
+    for (let k = 0; k < parts.length; k++) {
+      const p = parts[k]!;
       const start = p.offset!;
-      const end = k + 1 < pieces.length ? pieces[k + 1]!.offset! : p.endOffset ?? e.endOffset!;
+      const end = k + 1 < parts.length ? parts[k + 1]!.offset! : p.endOffset ?? e.endOffset!;
       const from = k === 0 ? 0 : p.chunkOffset ?? -1;
-      const to = p.chunkSize ? from + p.chunkSize : k + 1 < pieces.length ? pieces[k + 1]!.chunkOffset ?? -1 : e.size!;
+      const to = p.chunkSize ? from + p.chunkSize : k + 1 < parts.length ? parts[k + 1]!.chunkOffset ?? -1 : e.size!;
       if (end <= start || from < 0 || to <= from || to > e.size!) return `the table of contents of ${e.name} has chunks out of order`;
-      frames.push({ start, end, size: to - from, ...(p.chunkDigest ? { digest: p.chunkDigest } : {}) });
+      pieces.push({ start, end, size: to - from, ...(p.chunkDigest ? { digest: p.chunkDigest } : {}) });
     }
-    if (frames[0]!.start < last || frames[frames.length - 1]!.end > desc.size) return 'the table of contents is not in blob order';
-    last = frames[frames.length - 1]!.end;
-    if (frames.reduce((n, f) => n + f.size, 0) !== e.size) return `the chunks of ${e.name} do not add up to its size`;
-    plans.set(i, { frames, size: e.size!, ...(e.digest ? { digest: e.digest } : {}) });
+    if (pieces[0]!.start < last || pieces[pieces.length - 1]!.end > desc.size) return 'the table of contents is not in blob order';
+    last = pieces[pieces.length - 1]!.end;
+    if (pieces.reduce((n, f) => n + f.size, 0) !== e.size) return `the chunks of ${e.name} do not add up to its size`;
+    plans.set(i, { pieces, size: e.size!, ...(e.digest ? { digest: e.digest } : {}) });
   }
   return plans;
 }
@@ -234,7 +234,7 @@ function fileBody(plan: FilePlan, reader: RangeReader, format: TocFormat, what: 
       const hash = createHash('sha256');
       let size = 0;
       let held: Buffer | undefined;
-      for (const [k, piece] of plan.frames.entries()) {
+      for (const [k, piece] of plan.pieces.entries()) {
         const parts: Buffer[] = [];
         for await (const c of reader.read(piece.start, piece.end)) parts.push(c);
         let out: Buffer;
@@ -245,7 +245,7 @@ function fileBody(plan: FilePlan, reader: RangeReader, format: TocFormat, what: 
         }
         const pieceDigest = piece.digest && `sha256:${createHash('sha256').update(out).digest('hex')}`;
         if (out.length !== piece.size || pieceDigest !== piece.digest) {
-          throw new OperationError(`${what} does not match the table of contents: chunk ${k + 1} of ${plan.frames.length} ` +
+          throw new OperationError(`${what} does not match the table of contents: chunk ${k + 1} of ${plan.pieces.length} ` +
             `should be ${piece.size} bytes${piece.digest ? ` with ${piece.digest}` : ''}, got ${out.length} bytes` +
             `${pieceDigest ? ` with ${pieceDigest}` : ''}`, { located: true });
         }

@@ -56,7 +56,7 @@ export function zstdDecoder(): Decoder {
     pending = [];
     return all.subarray(z.bytesWritten - pendingStart);
   };
-  const startRest = (): ReturnType<typeof restDecoder> => (rest = restDecoder(output, settle.resolve, fail));
+  const startRest = (): ReturnType<typeof restDecoder> => (rest = restDecoder(output, finish, fail));
   /** the input is over: done, or the rest goes through the program */
   const lastFrames = () => {
     const more = leftover();
@@ -139,9 +139,9 @@ function frameDecoded(z: zlib.ZstdDecompress): boolean {
 
 /**
  * The frames after the first, through the `zstd` program (the reference decoder), streaming through a pipe;
- * its output is appended to `output`, which it ends.
+ * its output is appended to `output`, and `finish` is called once all of it is there.
  */
-function restDecoder(output: PassThrough, resolve: () => void, fail: (err: unknown) => void) {
+function restDecoder(output: PassThrough, finish: () => void, fail: (err: unknown) => void) {
   const program = programDecoder('zstd', ['-d', '-c', '-q']);
   if (!program) {
     fail(new OperationError('cannot read a tar+zstd layer of several frames: the zstd program is not installed (install the zstd package)'));
@@ -155,18 +155,14 @@ function restDecoder(output: PassThrough, resolve: () => void, fail: (err: unkno
     () => {
       exited = true;
       // everything the program wrote is in `output` once its stdout has ended
-      if (stdout.readableEnded) end();
-      else stdout.once('end', end);
+      if (stdout.readableEnded) finish();
+      else stdout.once('end', finish);
     },
     (err: unknown) => {
       exited = true;
       fail(err);
     },
   );
-  const end = () => {
-    output.end();
-    resolve();
-  };
   return {
     write(chunk: Buffer, cb: () => void) {
       if (exited) return cb();
