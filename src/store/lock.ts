@@ -181,3 +181,13 @@ export async function tryLock(path: string, opts: Omit<LockOptions, 'what'>): Pr
   if (!(await staleReason(path, opts.staleMs ?? 30_000))) return undefined;
   return acquireLock(path, { ...opts, what: 'a stale entry' });
 }
+
+/**
+ * Removes the lock at `path` if its holder is gone, the way a taker would (its takeover debris too); a live lock,
+ * or none, is left as it is. For a reader that found complete what the holder was making: a writer killed after
+ * its work was done but before it released the lock leaves a lock that no later writer comes to take.
+ */
+export async function clearIfStale(path: string, opts: Omit<LockOptions, 'what'>): Promise<void> {
+  if (!(await staleReason(path, opts.staleMs ?? 30_000))) return;
+  await (await tryLock(path, opts))?.release();
+}

@@ -14,7 +14,7 @@ import { formatPlatform, hostPlatform, parsePlatform } from '../image/platform.j
 import { parseReference } from '../image/reference.js';
 import type { ResolvedImage } from '../image/types.js';
 import type { Logger } from '../log.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, clearIfStale } from './lock.js';
 import { entryKey, fsyncDir, StoreDir, type EntryMeta, type StoredEntry } from './store-dir.js';
 import { PULL_POLICIES, type ImagePullPolicy } from '../config/module-config.js';
 import { DEFAULT_PULL_POLICY } from '../config/defaults.js';
@@ -182,8 +182,12 @@ async function pullUnbounded(ref: string, opts: PullOptions): Promise<PullResult
       await lock.release();
     }
   }
-  if (fromCache) await writeRef();
-  if (fromCache) log.info({ image: reference, digest: image.digest, root: entry.root }, 'image already in the cache');
+  if (fromCache) {
+    await writeRef();
+    // its writer may have been killed between renaming the entry into place and releasing the lock
+    await clearIfStale(store.lockFile(key), { log });
+    log.info({ image: reference, digest: image.digest, root: entry.root }, 'image already in the cache');
+  }
   return result(entry, reference, image.digest, fromCache);
 }
 

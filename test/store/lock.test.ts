@@ -100,3 +100,24 @@ t.test('prune leaves an entry alone while a pull holds its lock', async (t) => {
   t.same(await readdir(path.join(images, 'entries')), []);
   t.same(await readdir(path.join(images, 'locks')), []);
 });
+
+t.test('a pull that finds the entry complete clears the lock its killed writer left, and only a dead one', async (t) => {
+  // the window test/store/concurrency.test.ts's random kills hit now and then: the writer renamed its entry
+  // into place and was killed before it wrote the reference and released the lock
+  const img = await buildLayout({ dir: path.join(work, 'layout-left'), tag: 'v1', layers: [{ 'opt/lib/modules/6.1.0/a.ko': 'a' }] });
+  const images = path.join(work, 'images-left');
+  const first = await pullImage(img.ref, { imagesDir: images, policy: 'IfNotPresent', selection: 'all', log });
+  const [key] = await readdir(path.join(images, 'entries'));
+  const lockFile = path.join(images, 'locks', `${key}.lock`);
+  await rm(path.join(images, 'refs'), { recursive: true });
+  await writeFile(lockFile, holder(deadPid()));
+  const again = await pullImage(img.ref, { imagesDir: images, policy: 'IfNotPresent', selection: 'all', log });
+  t.same([again.fromCache, again.root], [true, first.root], 'the complete entry is used');
+  t.same(await readdir(path.join(images, 'locks')), [], 'the dead writer\'s lock is gone');
+
+  await rm(path.join(images, 'refs'), { recursive: true });
+  await writeFile(lockFile, holder(process.pid));
+  await pullImage(img.ref, { imagesDir: images, policy: 'IfNotPresent', selection: 'all', log });
+  t.same(await readdir(path.join(images, 'locks')), [`${key}.lock`], 'a live holder keeps its lock');
+  await rm(lockFile);
+});
